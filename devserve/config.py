@@ -1,0 +1,222 @@
+"""Validated configuration: one frozen `Config`, built in one place.
+
+Values arrive from the command line, the environment (``DEVSERVE_*``), the nearest
+``pyproject.toml`` ``[tool.devserve]`` table and the defaults, in that order of precedence.
+The CLI resolves precedence (click does) and hands `Config.from_options` the values with
+the *source* of each, so every problem can name where the bad value came from::
+
+    invalid value for --port (from environment variable DEVSERVE_PORT): 70000 is not
+    between 0 and 65535
+
+`Config.from_options` collects every problem and raises one `ConfigError`. It performs no
+I/O, reads no environment, imports no application and never exits.
+
+`Config` round-trips through JSON (`to_json` / `from_json`) so the supervisor can hand it
+to a worker process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from devserve.errors import ConfigError
+
+LoopName = Literal["auto", "asyncio", "uvloop"]
+LifespanMode = Literal["auto", "on", "off"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+UIMode = Literal["auto", "tui", "plain", "json"]
+
+LOOP_NAMES: tuple[LoopName, ...] = ("auto", "asyncio", "uvloop")
+LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
+LOG_LEVELS: tuple[LogLevel, ...] = ("critical", "error", "warning", "info", "debug", "trace")
+
+MAX_PORT = 65535
+#: Graceful-shutdown bound when the user gave none: long enough for a slow request,
+#: short enough that Ctrl+C feels immediate.
+DEFAULT_GRACEFUL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a devserve run needs to know, validated.
+
+    Times are seconds (``_s``), sizes bytes. ``None`` means "not set" where the option is
+    optional. Build instances with `Config.from_options`; the constructor does no checks.
+    """
+
+    app: str | None = None
+    factory: bool = False
+    app_dir: str = "."
+    host: str = "127.0.0.1"
+    port: int = 8000
+    uds: str | None = None
+    fd: int | None = None
+    backlog: int = 2048
+    loop: LoopName = "auto"
+    lifespan: LifespanMode = "auto"
+    env_file: str | None = None
+    log_level: LogLevel = "info"
+    access_log: bool = True
+    ui: UIMode = "auto"
+    proxy_headers: bool = True
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    root_path: str = ""
+    limit_concurrency: int | None = None
+    timeout_keep_alive_s: float = 5.0
+    timeout_request_head_s: float = 5.0
+    timeout_request_body_s: float = 5.0
+    timeout_graceful_shutdown_s: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    server_header: bool = True
+    date_header: bool = True
+    h11_max_incomplete_event_size: int = 16 * 1024
+    max_header_count: int = 100
+    ssl_keyfile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def graceful_s(self) -> float:
+        """The effective graceful-shutdown bound in seconds."""
+        if self.timeout_graceful_shutdown_s is None:
+            return DEFAULT_GRACEFUL_S
+        return self.timeout_graceful_shutdown_s
+
+    @property
+    def is_tls(self) -> bool:
+        """Whether connections are served over TLS."""
+        return self.ssl_certfile is not None
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], sources: Mapping[str, str] | None = None
+    ) -> Config:
+        """Validate option values and build a `Config`.
+
+        Args:
+            options: field name -> value, already converted to Python types. Unknown
+                names are problems, not silently ignored.
+            sources: field name -> a phrase naming where the value came from
+                ("command line", "environment variable DEVSERVE_PORT", ...). Used only in
+                error messages.
+
+        Returns:
+            The validated configuration.
+
+        Raises:
+            ConfigError: listing every problem found.
+        """
+        sources = sources or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        problems = [f"unknown option {name!r}" for name in options if name not in names]
+        values = {k: v for k, v in options.items() if k in names}
+        config = cls(**values)
+        problems.extend(_problems(config, sources))
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+    def to_json(self) -> str:
+        """Serialise for handing to a worker process."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        """Inverse of `to_json` (no re-validation: the sender validated)."""
+        raw = json.loads(text)
+        raw["forwarded_allow_ips"] = tuple(raw["forwarded_allow_ips"])
+        raw["headers"] = tuple((str(k), str(v)) for k, v in raw["headers"])
+        return cls(**raw)
+
+
+def option_flag(name: str) -> str:
+    """The flag for a field name: ``timeout_keep_alive_s`` -> ``--timeout-keep-alive``."""
+    base = name.removesuffix("_s")
+    return "--" + base.replace("_", "-")
+
+
+def _problems(config: Config, sources: Mapping[str, str]) -> list[str]:
+    problems: list[str] = []
+
+    def bad(name: str, why: str) -> None:
+        value = getattr(config, name)
+        where = sources.get(name, "default")
+        problems.append(f"invalid value for {option_flag(name)} (from {where}): {value!r} {why}")
+
+    for name, why in _value_problems(config):
+        bad(name, why)
+    problems.extend(_combination_problems(config, sources))
+    return problems
+
+
+def _value_problems(config: Config) -> list[tuple[str, str]]:
+    """(field, why) for each field whose value is out of range."""
+    checks: list[tuple[str, bool, str]] = [
+        ("port", 0 <= config.port <= MAX_PORT, f"is not between 0 and {MAX_PORT}"),
+        ("fd", config.fd is None or config.fd >= 0, "must be a non-negative file descriptor"),
+        ("backlog", config.backlog >= 1, "must be at least 1"),
+        ("loop", config.loop in LOOP_NAMES, f"is not one of {', '.join(LOOP_NAMES)}"),
+        ("lifespan", config.lifespan in LIFESPAN_MODES, "is not one of auto, on, off"),
+        ("log_level", config.log_level in LOG_LEVELS, f"is not one of {', '.join(LOG_LEVELS)}"),
+        (
+            "limit_concurrency",
+            config.limit_concurrency is None or config.limit_concurrency >= 1,
+            "must be at least 1",
+        ),
+        (
+            "h11_max_incomplete_event_size",
+            config.h11_max_incomplete_event_size >= _MIN_HEAD_BYTES,
+            f"must be at least {_MIN_HEAD_BYTES} bytes",
+        ),
+        ("max_header_count", config.max_header_count >= 1, "must be at least 1"),
+        (
+            "root_path",
+            not config.root_path or config.root_path.startswith("/"),
+            "must start with '/'",
+        ),
+        ("root_path", not config.root_path.endswith("/"), "must not end with '/'"),
+    ]
+    for name in _TIMEOUTS:
+        value = getattr(config, name)
+        checks.append((name, value is None or value > 0, "must be a positive number of seconds"))
+    return [(name, why) for name, ok, why in checks if not ok]
+
+
+def _combination_problems(config: Config, sources: Mapping[str, str]) -> list[str]:
+    problems = []
+    if config.uds is not None and config.fd is not None:
+        problems.append("--uds and --fd cannot be used together")
+    if (config.ssl_keyfile is None) != (config.ssl_certfile is None):
+        problems.append("--ssl-keyfile and --ssl-certfile must be given together")
+    for name, value in config.headers:
+        if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n\0"):
+            where = sources.get("headers", "default")
+            problems.append(f"invalid value for --header (from {where}): {name}:{value!r}")
+    for entry in config.forwarded_allow_ips:
+        if entry in {"*"} or entry.startswith("unix:"):
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            where = sources.get("forwarded_allow_ips", "default")
+            problems.append(
+                f"invalid value for --forwarded-allow-ips (from {where}): {entry!r} is not an "
+                "IP address or network"
+            )
+    return problems
+
+
+_MIN_HEAD_BYTES = 1024
+_TIMEOUTS = (
+    "timeout_keep_alive_s",
+    "timeout_request_head_s",
+    "timeout_request_body_s",
+    "timeout_graceful_shutdown_s",
+)

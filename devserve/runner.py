@@ -1,0 +1,99 @@
+"""Single-process mode: bind, serve in this process, map failures to exit codes.
+
+This is what ``devserve APP`` (without ``--reload``) runs, and what an IDE debugger attaches
+to: the app runs in this very process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+
+from devserve.accesslog import LineReporter, should_color
+from devserve.config import Config
+from devserve.envfile import apply_env, load_env_file
+from devserve.errors import AppLoadError, CertificateError
+from devserve.lifespan import StartupFailed
+from devserve.sockets import bind
+from devserve.worker import Worker, loop_factory, run_coroutine
+
+EXIT_RUNTIME_FAILURE = 1
+EXIT_STARTUP_FAILURE = 3
+EXIT_INTERRUPTED = 130
+
+
+def make_ssl_context(config: Config) -> ssl.SSLContext | None:
+    """The server TLS context for ``--ssl-certfile``/``--ssl-keyfile``, or None.
+
+    Raises:
+        CertificateError: a file is unreadable or the key does not match.
+    """
+    if config.ssl_certfile is None:
+        return None
+    from devserve.certs import make_server_ssl_context  # noqa: PLC0415 - TLS users only
+
+    return make_server_ssl_context(
+        config.ssl_certfile,
+        config.ssl_keyfile,
+        password=config.ssl_keyfile_password,
+        ca_certs=config.ssl_ca_certs,
+    )
+
+
+def run_single(config: Config, environ: Mapping[str, str]) -> int:
+    """Serve `config` in this process until stopped; return the exit code."""
+    started_at = time.monotonic()
+    reporter = LineReporter(
+        sys.stdout,
+        color=should_color(sys.stdout, environ),
+        access_log=config.access_log,
+        log_level=config.log_level,
+    )
+    if config.env_file is not None:
+        apply_env(load_env_file(config.env_file))
+    try:
+        ssl_context = make_ssl_context(config)
+    except CertificateError as exc:
+        _say(str(exc))
+        return EXIT_RUNTIME_FAILURE
+    scheme = "https" if ssl_context is not None else "http"
+    listener = bind(
+        host=config.host,
+        port=config.port,
+        uds=config.uds,
+        fd=config.fd,
+        backlog=config.backlog,
+        scheme=scheme,
+    )
+    worker = Worker(
+        config, [listener], emit=reporter, ssl_context=ssl_context, started_at=started_at
+    )
+    try:
+        return run_coroutine(worker.serve(), loop_factory(config.loop))
+    except AppLoadError as exc:
+        _say(str(exc))
+        return EXIT_STARTUP_FAILURE
+    except StartupFailed as exc:
+        _say(f"application startup failed: {exc}")
+        return EXIT_STARTUP_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the user's code raised while importing: show it
+        traceback.print_exception(exc, file=sys.stderr)
+        _say(f"error while importing {config.app}: {type(exc).__name__}: {exc}")
+        return EXIT_STARTUP_FAILURE
+    finally:
+        reporter.flush()
+        listener.sock.close()
+        if config.uds is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(config.uds)
+
+
+def _say(message: str) -> None:
+    print(f"devserve: error: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,682 @@
+"""The asyncio shell of the HTTP/1.1 server: transport <-> h11 <-> ASGI.
+
+One `HttpProtocol` per connection drives an ``h11.Connection`` (wrapped by
+`devserve.protocol.http11`) and runs one `RequestCycle` at a time; pipelined requests stay
+buffered in h11 (which reports ``PAUSED``) until the current response is complete, so they
+are answered in order.
+
+Timers, per connection, one at a time:
+
+* **idle**: a kept-alive connection with no new bytes for ``timeout_keep_alive_s`` closes.
+* **head**: from the connection opening, or from the first byte after going idle, the
+  whole request head must arrive within ``timeout_request_head_s`` (trickling does not
+  extend it): otherwise 408 and close (or a silent close if nothing arrived).
+* **body**: while the app waits in ``receive()`` for body bytes that do not come within
+  ``timeout_request_body_s``: 408 (if nothing was sent yet) and close.
+
+Flow control: request body bytes beyond ``_READ_HIGH_WATER`` pause reading until the app
+consumes them; ``send()`` waits while the transport's write buffer is above its high-water
+mark, so a slow reader of a huge response does not grow memory.
+
+Draining (graceful shutdown or a reload) closes idle connections at once and answers the
+current request of busy ones with ``connection: close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
+
+import h11
+
+from devserve.events import AppErrored, Event, RequestCompleted, TracebackFrame
+from devserve.protocol.http11 import (
+    ProtocolFailed,
+    ResponseHeaders,
+    build_error_response,
+    check_framing,
+    check_head,
+)
+
+if TYPE_CHECKING:
+    from devserve.asgi import ASGIApp, Message
+    from devserve.config import Config
+    from devserve.forwarded import TrustedProxies
+
+_READ_HIGH_WATER = 256 * 1024
+_ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+Emit = Callable[[Event], None]
+
+
+class ServerContext:
+    """State shared by every connection of one worker.
+
+    Args:
+        app: the ASGI application.
+        config: the validated configuration.
+        emit: where request and error events go (None: nowhere).
+        state: the lifespan state, copied shallowly into each request scope.
+        proxies: which peers may set ``X-Forwarded-*``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Config,
+        *,
+        emit: Emit | None,
+        state: dict[str, Any],
+        proxies: TrustedProxies | None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.emit = emit
+        self.state = state
+        self.proxies = proxies
+        self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.is_draining = False
+        self.all_closed = asyncio.Event()
+        self.all_closed.set()
+        self.response_headers = ResponseHeaders(
+            [(k.encode(), v.encode()) for k, v in config.headers],
+            server_header=config.server_header,
+        )
+        self.websocket_factory: Callable[..., asyncio.Protocol] | None = None
+        self._date_second = 0
+        self._date = b""
+
+    def date_header(self) -> bytes | None:
+        """The ``date`` header value, formatted at most once a second."""
+        if not self.config.date_header:
+            return None
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True).encode()
+        return self._date
+
+    def add(self, connection: HttpProtocol) -> None:
+        """Register an open connection."""
+        self.connections.add(connection)
+        self.all_closed.clear()
+
+    def discard(self, connection: HttpProtocol) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(connection)
+        if not self.connections:
+            self.all_closed.set()
+
+    def drain(self) -> None:
+        """Begin draining: idle connections close now, busy ones after their response."""
+        self.is_draining = True
+        for connection in list(self.connections):
+            connection.drain()
+
+    def abort_all(self) -> None:
+        """Close every connection immediately and cancel running app tasks."""
+        for connection in list(self.connections):
+            connection.abort()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One HTTP/1.1 connection."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        config = ctx.config
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_event_size
+        )
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.cycle: RequestCycle | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.scheme = "https" if config.is_tls else "http"
+        self.timer: asyncio.TimerHandle | None = None
+        self.is_waiting_head_bytes = True  # head timer armed from open
+        self.is_read_paused = False
+        self.write_paused: asyncio.Future[None] | None = None
+        self.is_closed = False
+
+    # -- asyncio callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.ctx.add(self)
+        self._arm(self.ctx.config.timeout_request_head_s, self._on_head_timeout)
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        if self.cycle is None and not self.is_waiting_head_bytes:
+            # First bytes after going idle: the head clock starts now.
+            self.is_waiting_head_bytes = True
+            self._arm(self.ctx.config.timeout_request_head_s, self._on_head_timeout)
+        self.conn.receive_data(data)
+        self._handle_events()
+
+    def eof_received(self) -> bool | None:  # noqa: D102
+        self.conn.receive_data(b"")
+        self._handle_events()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        self.is_closed = True
+        self._cancel_timer()
+        self.ctx.discard(self)
+        if self.cycle is not None:
+            self.cycle.on_disconnect()
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+
+    def pause_writing(self) -> None:  # noqa: D102
+        if self.write_paused is None or self.write_paused.done():
+            self.write_paused = self.loop.create_future()
+
+    def resume_writing(self) -> None:  # noqa: D102
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+
+    # -- event handling ------------------------------------------------------------------
+
+    def _handle_events(self) -> None:
+        conn = self.conn
+        while not self.is_closed:
+            if conn.their_state is h11.IDLE:
+                failure = check_head(conn.trailing_data[0], self.ctx.config.max_header_count)
+                if failure is not None:
+                    self._fail(failure)
+                    return
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._fail(ProtocolFailed(exc.error_status_hint, str(exc)))
+                return
+            kind = type(event)
+            if kind is h11.Request:
+                self._on_request(event)  # type: ignore[arg-type]  # narrowed by kind
+            elif kind is h11.Data or kind is h11.EndOfMessage:
+                self._on_body_event(event)  # type: ignore[arg-type]  # narrowed by kind
+            elif event is h11.NEED_DATA:
+                return
+            elif event is h11.PAUSED:
+                self._pause_reading()
+                return
+            else:  # ConnectionClosed
+                self.transport.close()
+                return
+
+    def _on_body_event(self, event: h11.Data | h11.EndOfMessage) -> None:
+        cycle = self.cycle
+        if cycle is None:
+            return
+        if isinstance(event, h11.Data):
+            cycle.on_body(event.data)
+            return
+        cycle.on_body_end()
+        if cycle.is_complete:
+            self._next_cycle()
+
+    def _on_request(self, event: h11.Request) -> None:
+        self._cancel_timer()
+        self.is_waiting_head_bytes = False
+        headers = list(event.headers)
+        failure = check_framing(headers)
+        if failure is not None:
+            self._fail(failure)
+            return
+        ctx = self.ctx
+        if ctx.config.limit_concurrency is not None and (
+            len(ctx.tasks) >= ctx.config.limit_concurrency
+        ):
+            self._fail(ProtocolFailed(503, "server is at its concurrency limit"))
+            return
+        if ctx.websocket_factory is not None and _is_websocket_upgrade(headers):
+            self._switch_to_websocket(event, headers)
+            return
+        scope = self._build_scope(event, headers)
+        cycle = RequestCycle(self, scope)
+        self.cycle = cycle
+        task = self.loop.create_task(cycle.run())
+        ctx.tasks.add(task)
+        task.add_done_callback(ctx.tasks.discard)
+
+    def _build_scope(
+        self, event: h11.Request, headers: list[tuple[bytes, bytes]]
+    ) -> dict[str, Any]:
+        target = event.target
+        if not target.startswith(b"/"):
+            target = _origin_form(target)
+        raw_path, _, query = target.partition(b"?")
+        client, scheme = self.client, self.scheme
+        if self.ctx.proxies is not None and client is not None:
+            client, scheme = self.ctx.proxies.resolve(client, scheme, headers)
+        root_path = self.ctx.config.root_path
+        path = unquote(raw_path.decode("latin-1"))
+        return {
+            "type": "http",
+            "asgi": _ASGI_VERSIONS,
+            "http_version": event.http_version.decode(),
+            "server": self.server,
+            "client": client,
+            "scheme": scheme,
+            "method": event.method.decode("ascii"),
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": root_path.encode() + raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": self.ctx.state.copy(),
+            "extensions": {},
+        }
+
+    def _switch_to_websocket(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> None:
+        factory = self.ctx.websocket_factory
+        assert factory is not None  # noqa: S101 - checked by the caller
+        head = b"%s %s HTTP/%s\r\n" % (event.method, event.target, event.http_version)
+        head += b"".join(k + b": " + v + b"\r\n" for k, v in event.headers.raw_items()) + b"\r\n"
+        rest = self.conn.trailing_data[0]
+        self.ctx.discard(self)
+        self._cancel_timer()
+        protocol = factory(self, headers)
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        protocol.data_received(head + rest)
+
+    def _next_cycle(self) -> None:
+        """The response is done and the request fully read: keep alive or close."""
+        conn = self.conn
+        self.cycle = None
+        if conn.our_state is h11.MUST_CLOSE or self.ctx.is_draining:
+            self.transport.close()
+            self.is_closed = True
+            return
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self.is_waiting_head_bytes = False
+            self._arm(self.ctx.config.timeout_keep_alive_s, self._on_idle_timeout)
+            if self.is_read_paused:
+                self.is_read_paused = False
+                self.transport.resume_reading()
+            self._handle_events()
+
+    def response_finished(self) -> None:
+        """Called by the cycle when its last byte is written."""
+        if self.conn.their_state is h11.DONE or self.conn.our_state is h11.MUST_CLOSE:
+            self._next_cycle()
+        elif self.is_read_paused:
+            # The app answered without reading the whole body; keep reading to discard it.
+            self.is_read_paused = False
+            self.transport.resume_reading()
+
+    def _fail(self, failure: ProtocolFailed) -> None:
+        """Answer a protocol failure (if nothing was sent yet) and close."""
+        cycle = self.cycle
+        if cycle is None or not cycle.is_started:
+            body = (
+                f"{failure.status} {_REASONS.get(failure.status, b'').decode()}: {failure.reason}\n"
+            )
+            self.transport.write(build_error_response(self.conn, failure.status, body.encode()))
+        self.close()
+
+    # -- flow control and lifecycle ------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.is_read_paused and not self.is_closed:
+            self.is_read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Let more request bytes in (the app consumed what was buffered)."""
+        if self.is_read_paused and not self.is_closed and self.conn.their_state is not h11.DONE:
+            self.is_read_paused = False
+            self.transport.resume_reading()
+
+    async def drain_writes(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        waiter = self.write_paused
+        if waiter is not None and not waiter.done():
+            await waiter
+
+    def drain(self) -> None:
+        """Graceful stop: close now when idle, else after the current response."""
+        if self.cycle is None:
+            self.close()
+
+    def close(self) -> None:
+        """Close after pending writes are flushed."""
+        if not self.is_closed:
+            self.is_closed = True
+            self._cancel_timer()
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection without flushing."""
+        self.is_closed = True
+        self._cancel_timer()
+        self.transport.abort()
+
+    def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self.timer = self.loop.call_later(delay_s, callback)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self.timer = None
+        self.close()
+
+    def _on_head_timeout(self) -> None:
+        self.timer = None
+        if self.conn.trailing_data[0]:
+            self._fail(ProtocolFailed(408, "request head not received in time"))
+        else:
+            self.close()
+
+    def arm_body_timer(self, callback: Callable[[], None]) -> None:
+        """Start the body clock while the app waits for body bytes."""
+        self._arm(self.ctx.config.timeout_request_body_s, callback)
+
+    def cancel_body_timer(self) -> None:
+        """Body bytes arrived (or the wait ended)."""
+        self._cancel_timer()
+
+
+class RequestCycle:
+    """One request/response exchange: the ASGI ``receive``/``send`` pair and its bookkeeping."""
+
+    __slots__ = (
+        "body",
+        "bytes_in",
+        "bytes_out",
+        "disconnected",
+        "is_body_delivered",
+        "is_complete",
+        "is_head",
+        "is_started",
+        "more_body",
+        "pending_head",
+        "protocol",
+        "scope",
+        "started_at",
+        "status",
+        "waiter",
+    )
+
+    def __init__(self, protocol: HttpProtocol, scope: dict[str, Any]) -> None:
+        self.protocol = protocol
+        self.scope = scope
+        self.is_body_delivered = False
+        self.started_at = protocol.loop.time()
+        self.is_head = scope["method"] == "HEAD"
+        self.body = bytearray()
+        self.more_body = True
+        self.disconnected = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.is_started = False
+        self.is_complete = False
+        self.pending_head: list[tuple[bytes, bytes]] | None = None
+        self.status = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # -- input from the protocol ---------------------------------------------------------
+
+    def on_body(self, data: bytes) -> None:
+        """Request body bytes arrived."""
+        self.body += data
+        self.bytes_in += len(data)
+        if len(self.body) > _READ_HIGH_WATER:
+            self.protocol._pause_reading()
+        self._wake()
+
+    def on_body_end(self) -> None:
+        """The request body is complete."""
+        self.more_body = False
+        self._wake()
+
+    def on_disconnect(self) -> None:
+        """The client went away."""
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            self.protocol.cancel_body_timer()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _on_body_timeout(self) -> None:
+        protocol = self.protocol
+        if not self.is_started:
+            protocol._fail(ProtocolFailed(408, "request body not received in time"))
+        else:
+            protocol.close()
+        self.on_disconnect()
+
+    # -- the ASGI interface ----------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """ASGI ``receive``: body chunks, then ``http.disconnect`` once the client is gone."""
+        protocol = self.protocol
+        if self.is_body_delivered or self.is_complete:
+            # After the whole body, receive() waits for the client to leave (or the
+            # response to finish), as frameworks' disconnect listeners expect.
+            if not self.disconnected and not self.is_complete:
+                self.waiter = protocol.loop.create_future()
+                await self.waiter
+            return {"type": "http.disconnect"}
+        if self.more_body and not self.body and not self.disconnected:
+            if protocol.conn.client_is_waiting_for_100_continue and not self.is_started:
+                continue_ = h11.InformationalResponse(status_code=100, headers=[])
+                protocol.transport.write(protocol.conn.send(continue_) or b"")
+            self.waiter = protocol.loop.create_future()
+            protocol.arm_body_timer(self._on_body_timeout)
+            await self.waiter
+        if self.disconnected:
+            return {"type": "http.disconnect"}
+        body = bytes(self.body)
+        self.body.clear()
+        if self.more_body:
+            protocol.resume_reading()
+        else:
+            self.is_body_delivered = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: Message) -> None:
+        """ASGI ``send``."""
+        kind = message["type"]
+        if not self.is_started:
+            if kind != "http.response.start":
+                msg = f"expected 'http.response.start', got {kind!r}"
+                raise RuntimeError(msg)
+            self._start(message)
+            return
+        if self.is_complete:
+            msg = f"response already complete, got {kind!r}"
+            raise RuntimeError(msg)
+        if kind != "http.response.body":
+            msg = f"expected 'http.response.body', got {kind!r}"
+            raise RuntimeError(msg)
+        await self._body(message.get("body", b""), more=message.get("more_body", False))
+
+    def _start(self, message: Message) -> None:
+        protocol = self.protocol
+        self.status = int(message["status"])
+        headers = protocol.ctx.response_headers.build(
+            message.get("headers", ()), protocol.ctx.date_header()
+        )
+        if protocol.ctx.is_draining:
+            headers.append((b"connection", b"close"))
+        self.is_started = True
+        # The head is serialised with the first body chunk, so a one-chunk response can
+        # carry a content-length instead of chunked framing, in a single write.
+        self.pending_head = headers
+
+    def _head(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        status = self.status
+        response = h11.Response(
+            status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+        )
+        return self.protocol.conn.send(response) or b""
+
+    async def _body(self, body: bytes, *, more: bool) -> None:
+        protocol = self.protocol
+        conn = protocol.conn
+        data = b""
+        headers = self.pending_head
+        if headers is not None:
+            self.pending_head = None
+            if not more and (body or not self.is_head) and not _has_framing(headers):
+                headers.append((b"content-length", b"%d" % len(body)))
+            data = self._head(headers)
+        if body and not self.is_head:
+            data += conn.send(h11.Data(data=body)) or b""
+            self.bytes_out += len(body)
+        if not more:
+            data += conn.send(h11.EndOfMessage()) or b""
+            self.is_complete = True
+        if data and not protocol.is_closed:
+            protocol.transport.write(data)
+        if self.is_complete:
+            self._finish()
+        elif protocol.write_paused is not None:
+            await protocol.drain_writes()
+
+    def _finish(self) -> None:
+        self._report()
+        self._wake()
+        if not self.protocol.is_closed:
+            self.protocol.response_finished()
+
+    def _report(self) -> None:
+        emit = self.protocol.ctx.emit
+        if emit is None:
+            return
+        scope = self.scope
+        client = scope["client"]
+        route = getattr(scope.get("route"), "path", None)
+        emit(
+            RequestCompleted(
+                method=scope["method"],
+                path=scope["path"],
+                status=self.status,
+                duration_ms=(self.protocol.loop.time() - self.started_at) * 1000.0,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+                client=f"{client[0]}:{client[1]}" if client else "-",
+                http_version=scope["http_version"],
+                scheme=scope["scheme"],
+                route=route if isinstance(route, str) else None,
+            )
+        )
+
+    # -- running the app -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the application for this request: the worker's one broad catch."""
+        try:
+            await self.protocol.ctx.app(self.scope, self.receive, self.send)
+        except Exception as exc:  # noqa: BLE001 - the app boundary: report, answer, keep serving
+            self._report_error(exc)
+            if not self.is_started:
+                self._send_500()
+            else:
+                self.status = self.status or 500
+                self._report()
+                self.protocol.abort()
+            return
+        if not self.is_started:
+            self._report_error(RuntimeError("the application returned without sending a response"))
+            self._send_500()
+        elif not self.is_complete:
+            # Returned mid-response: the client cannot know where the body ends.
+            self._report()
+            self.protocol.close()
+
+    def _send_500(self) -> None:
+        protocol = self.protocol
+        if protocol.is_closed:
+            return
+        self.status = 500
+        body = b"Internal Server Error\n"
+        self.bytes_out = len(body)
+        protocol.transport.write(build_error_response(protocol.conn, 500, body))
+        self.is_complete = True
+        self._report()
+        protocol.close()
+
+    def _report_error(self, exc: BaseException) -> None:
+        emit = self.protocol.ctx.emit
+        if emit is None:
+            return
+        emit(error_event(exc, self.scope["method"], self.scope["path"], self.is_started))
+
+
+def error_event(exc: BaseException, method: str, path: str, response_started: bool) -> AppErrored:
+    """Describe an application exception as an `AppErrored` event."""
+    frames = tuple(
+        TracebackFrame(
+            filename=f.filename,
+            lineno=f.lineno or 0,
+            name=f.name,
+            line=f.line or "",
+            is_user_code="site-packages" not in f.filename and "/lib/python" not in f.filename,
+        )
+        for f in traceback.extract_tb(exc.__traceback__)
+    )
+    return AppErrored(
+        exc_type=type(exc).__qualname__,
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        frames=frames,
+        method=method,
+        path=path,
+        response_started=response_started,
+    )
+
+
+def _address(value: object) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:  # noqa: PLR2004 - (host, port, ...)
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def _origin_form(target: bytes) -> bytes:
+    """Reduce an absolute-form or asterisk-form target to a path."""
+    if target == b"*":
+        return b"*"
+    _, sep, rest = target.partition(b"://")
+    if not sep:
+        return b"/" + target
+    slash = rest.find(b"/")
+    return rest[slash:] if slash >= 0 else b"/"
+
+
+def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered in {b"content-length", b"transfer-encoding"}:
+            return True
+    return False
+
+
+def _is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"upgrade" and value.lower() == b"websocket" for name, value in headers)

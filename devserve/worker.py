@@ -1,0 +1,178 @@
+"""Serve one application on listening sockets: import, lifespan, accept, drain, stop.
+
+This is the whole server in single-process mode (no ``--reload``), and what each worker
+process runs under the supervisor. It never imports rich or watchfiles.
+
+Shutdown sequence, bounded at every step::
+
+    stop requested (SIGINT/SIGTERM or the `stop` event)
+      -> stop accepting (close listening servers)
+      -> drain: idle connections close now; busy ones get `connection: close`
+      -> wait up to graceful_s for open connections to finish
+      -> abort what is left, cancel app tasks
+      -> lifespan shutdown (bounded by graceful_s)
+
+A second SIGINT/SIGTERM during shutdown skips the waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from devserve.appload import load_app
+from devserve.config import Config
+from devserve.events import Event, LogLine, ServerStarted, ServerStopping
+from devserve.forwarded import TrustedProxies
+from devserve.lifespan import Lifespan, StartupFailed
+from devserve.server import HttpProtocol, ServerContext
+from devserve.sockets import Listener
+
+_T = TypeVar("_T")
+LIFESPAN_STARTUP_TIMEOUT_S = 60.0
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Return the event-loop factory for ``--loop`` (uvloop when available under "auto")."""
+    if name in {"auto", "uvloop"}:
+        try:
+            import uvloop  # noqa: PLC0415 - optional, and only the worker needs it
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_coroutine(
+    coro: Coroutine[Any, Any, _T], factory: Callable[[], asyncio.AbstractEventLoop]
+) -> _T:
+    """Run `coro` to completion on a fresh loop from `factory` (no global policy)."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
+    loop = factory()  # pragma: no cover - Python 3.10
+    try:  # pragma: no cover
+        return loop.run_until_complete(coro)
+    finally:  # pragma: no cover
+        loop.close()
+
+
+class Worker:
+    """One server generation: an app served on listeners until stopped.
+
+    Args:
+        config: validated configuration.
+        listeners: bound listening sockets (never closed by the caller while serving).
+        emit: event sink.
+        ssl_context: TLS for every listener, or None.
+        started_at: `time.monotonic()` when the process began, for the ready time.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        listeners: Sequence[Listener],
+        *,
+        emit: Callable[[Event], None],
+        ssl_context: ssl.SSLContext | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        self.config = config
+        self.listeners = list(listeners)
+        self.emit = emit
+        self.ssl_context = ssl_context
+        self.started_at = time.monotonic() if started_at is None else started_at
+        self.stop_requested = asyncio.Event()
+        self.force = asyncio.Event()
+        self._signals = 0
+
+    async def serve(self) -> int:
+        """Serve until stopped; return the process exit code.
+
+        Raises:
+            AppLoadError: the APP string names nothing usable.
+            StartupFailed: lifespan startup failed.
+        """
+        config = self.config
+        assert config.app is not None  # noqa: S101 - the CLI resolves APP before serving
+        app = load_app(config.app, app_dir=config.app_dir, factory=config.factory)
+        state: dict[str, Any] = {}
+        lifespan = Lifespan(app, config.lifespan, state)
+        await lifespan.startup(LIFESPAN_STARTUP_TIMEOUT_S)
+        proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        ctx = ServerContext(app, config, emit=self.emit, state=state, proxies=proxies)
+        loop = asyncio.get_running_loop()
+        servers = [
+            await loop.create_server(
+                lambda: HttpProtocol(ctx),
+                sock=listener.sock,
+                ssl=self.ssl_context,
+                backlog=config.backlog,
+            )
+            for listener in self.listeners
+        ]
+        self._install_signals(loop)
+        urls = tuple(_display_url(listener) for listener in self.listeners)
+        ready_ms = (time.monotonic() - self.started_at) * 1000.0
+        self.emit(ServerStarted(pid=os.getpid(), urls=urls, app=config.app, startup_ms=ready_ms))
+        await self.stop_requested.wait()
+        await self._shutdown(servers, ctx, lifespan)
+        return 0
+
+    def request_stop(self) -> None:
+        """Begin graceful shutdown; a second call forces it."""
+        self._signals += 1
+        if self._signals > 1:
+            self.force.set()
+        self.stop_requested.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self.request_stop)
+
+    async def _shutdown(
+        self, servers: list[asyncio.Server], ctx: ServerContext, lifespan: Lifespan
+    ) -> None:
+        for server in servers:
+            server.close()
+        in_flight = len(ctx.tasks)
+        self.emit(ServerStopping(in_flight=in_flight))
+        ctx.drain()
+        grace_s = self.config.graceful_s
+        waiters = [
+            asyncio.ensure_future(ctx.all_closed.wait()),
+            asyncio.ensure_future(self.force.wait()),
+        ]
+        _, pending = await asyncio.wait(
+            waiters, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+        if ctx.connections or ctx.tasks:
+            if not self.force.is_set():
+                self.emit(
+                    LogLine("warning", f"graceful shutdown timed out after {grace_s:g} s; closing")
+                )
+            ctx.abort_all()
+            await asyncio.sleep(0)  # let cancelled tasks unwind once
+        if not self.force.is_set():
+            await lifespan.shutdown(grace_s)
+            if lifespan.failure is not None:
+                self.emit(LogLine("error", lifespan.failure))
+
+
+def _display_url(listener: Listener) -> str:
+    return listener.url.replace("://0.0.0.0:", "://localhost:").replace("://[::]:", "://localhost:")
+
+
+__all__ = ["StartupFailed", "Worker", "loop_factory", "run_coroutine"]
