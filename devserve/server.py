@@ -195,7 +195,12 @@ class HttpProtocol(asyncio.Protocol):
         conn = self.conn
         while not self.is_closed:
             if conn.their_state is h11.IDLE:
-                failure = check_head(conn.trailing_data[0], self.ctx.config.max_header_count)
+                config = self.ctx.config
+                failure = check_head(
+                    conn.trailing_data[0],
+                    config.max_header_count,
+                    config.h11_max_incomplete_event_size,
+                )
                 if failure is not None:
                     self._fail(failure)
                     return

@@ -32,18 +32,27 @@ class ProtocolFailed:
     reason: str
 
 
-def check_head(buffer: bytes, max_headers: int) -> ProtocolFailed | None:
+def check_head(buffer: bytes, max_headers: int, max_head_bytes: int) -> ProtocolFailed | None:
     """Reject head shapes h11 accepts but a strict server must not.
+
+    h11 caps only *incomplete* heads, so a complete oversized head arriving in one read
+    is caught here as well.
 
     Args:
         buffer: bytes received for the next request, head first.
         max_headers: most header lines allowed.
+        max_head_bytes: largest head allowed, request line included.
 
     Returns:
         A failure, or None if the head is acceptable or not complete yet.
     """
     end = buffer.find(_CRLF2)
     head = buffer if end < 0 else buffer[:end]
+    if len(head) > max_head_bytes:
+        line_end = head.find(b"\n")
+        if line_end < 0 or line_end > max_head_bytes:
+            return ProtocolFailed(414, "request line too long")
+        return ProtocolFailed(431, f"request head larger than {max_head_bytes} bytes")
     lf = head.count(b"\n")
     if lf != head.count(b"\r\n"):
         return ProtocolFailed(400, "bare LF in request head")
