@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,22 +43,35 @@ class SourcedOption(click.Option):
         flag = next((o for o in self.opts if o.startswith("--")), self.opts[0])
         self.envvar = ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
         self.show_envvar = False
+        self.last_source: ParameterSource | None = None
+
+    def consume_value(
+        self, ctx: click.Context, opts: Mapping[str, Any]
+    ) -> tuple[Any, ParameterSource]:
+        """Take the raw value, remembering its source for `process_value`'s errors."""
+        value, source = super().consume_value(ctx, opts)
+        # click records the source only after conversion; error messages need it before.
+        self.last_source = source
+        return value, source
 
     def process_value(self, ctx: click.Context, value: Any) -> Any:
+        """Convert the value; a bad one becomes a usage error naming its source."""
         try:
             return super().process_value(ctx, value)
         except click.BadParameter as exc:
             assert self.name is not None  # noqa: S101 - click always names options
-            where = describe_source(ctx, self)
+            where = describe_source(ctx, self, self.last_source)
             flag = self.opts[-1] if self.opts else self.name
             message = f"invalid value for {flag} (from {where}): {exc.message}"
             raise click.UsageError(message, ctx) from None
 
 
-def describe_source(ctx: click.Context, param: click.Parameter) -> str:
+def describe_source(
+    ctx: click.Context, param: click.Parameter, source: ParameterSource | None = None
+) -> str:
     """Name where a parameter's value came from, for error messages."""
     assert param.name is not None  # noqa: S101
-    source = ctx.get_parameter_source(param.name)
+    source = source or ctx.get_parameter_source(param.name)
     if source is ParameterSource.ENVIRONMENT and isinstance(param, click.Option):
         return f"environment variable {param.envvar}"
     if source is ParameterSource.DEFAULT_MAP:

@@ -160,6 +160,7 @@ class CLIProcess:
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     url: str = ""
+    pump: threading.Thread | None = None
 
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -205,7 +206,8 @@ def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> 
         for line in proc.stdout:
             cli.lines.append(line.rstrip("\n"))
 
-    threading.Thread(target=pump, daemon=True).start()
+    cli.pump = threading.Thread(target=pump, daemon=True)
+    cli.pump.start()
     return cli
 
 
@@ -250,6 +252,10 @@ def stop_cli(cli: CLIProcess, sig: int = signal.SIGINT, timeout_s: float = 15.0)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+    if cli.pump is not None:
+        cli.pump.join(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
     return proc.returncode
 
 
@@ -262,7 +268,9 @@ def assert_no_children(pid: int) -> None:
         raise AssertionError(msg)
 
 
-def run_cli(args: list[str], cwd: Path, timeout_s: float = 20.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, timeout_s: float = 20.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion (for commands that exit by themselves)."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     return subprocess.run(

@@ -39,8 +39,14 @@ BAD_REQUESTS = {
         b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
         400,
     ),
-    "duplicate-cl": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-    "bad-chunk": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n", 400),
+    "duplicate-cl": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
+    "bad-chunk": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n",
+        400,
+    ),
     "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
     "nul-in-header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
     "bare-lf": (b"GET / HTTP/1.1\nHost: x\n\n", 400),
@@ -51,7 +57,9 @@ BAD_REQUESTS = {
     "huge-head": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
     "huge-uri": (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "too-many-headers": (
-        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(60)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(60))
+        + b"\r\n",
         431,
     ),
 }
@@ -166,7 +174,9 @@ def test_fast_uploader_cannot_outrun_the_app() -> None:
         await send({"type": "http.response.body", "body": b"ok"})
         received.append(1)
 
-    with serve_in_thread(app, lifespan="off", timeout_request_body_s=10.0) as srv:
+    with serve_in_thread(
+        app, lifespan="off", timeout_request_body_s=10.0, timeout_graceful_shutdown_s=0.5
+    ) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
             total = 200 * 1024 * 1024
