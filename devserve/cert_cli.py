@@ -1,8 +1,9 @@
 """The ``devserve cert`` command group: inspect, trust, untrust, export and regenerate the local CA.
 
-Click only parses here; the work is done by ``devserve.certs`` and ``devserve.trust``. This is the
-one place in the certificate layer that reads the environment and the clock. Errors a user can
-cause become one ``Error: ...`` line on stderr and exit status 1, never a traceback.
+Click only parses here; the work is done by ``devserve.certs``, ``devserve.certstore`` and
+``devserve.trust``. This is the one place in the certificate layer that reads the environment and
+the clock. Errors a user can cause become one ``Error: ...`` line on stderr and exit status 1,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from devserve import certs, trust
+from devserve import certs, certstore, trust
 from devserve.errors import DevserveError
 
 OS_RELEASE = Path("/etc/os-release")
@@ -54,9 +55,9 @@ def _options() -> _CertOptions:
     return options
 
 
-def _ensure(cert_dir: Path) -> certs.CertificatePaths:
+def _ensure(cert_dir: Path) -> certstore.CertificatePaths:
     """Create or reuse the CA and a leaf for the default hosts."""
-    paths = certs.ensure_certificates(cert_dir, certs.default_hosts())
+    paths = certstore.ensure_certificates(cert_dir, certs.default_hosts())
     if paths.created_ca:
         click.echo(f"Created a new local CA in {cert_dir}", err=True)
     return paths
@@ -87,7 +88,7 @@ def cert(ctx: click.Context, cert_dir: Path | None) -> None:
 def info() -> None:
     """Show where the CA and certificate are, what they cover and when they expire."""
     cert_dir = _options().cert_dir
-    paths = certs.certificate_paths(cert_dir)
+    paths = certstore.certificate_paths(cert_dir)
     click.echo(f"Directory:    {cert_dir}")
     if not paths.ca_cert.is_file():
         click.echo(
@@ -95,7 +96,7 @@ def info() -> None:
         )
         return
     with _user_errors():
-        described = certs.describe(paths)
+        described = certstore.describe(paths)
         is_trusted = trust.is_ca_trusted(paths.ca_cert)
     click.echo(f"CA:           {paths.ca_cert}")
     click.echo(f"  subject:    {described.ca_subject}")
@@ -150,7 +151,7 @@ def trust_command(dry_run: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the commands without running them.")
 def untrust(dry_run: bool) -> None:
     """Remove the local CA from the system and browser trust stores."""
-    paths = certs.certificate_paths(_options().cert_dir)
+    paths = certstore.certificate_paths(_options().cert_dir)
     if not paths.ca_cert.is_file():
         raise click.ClickException(f"no local CA in {paths.ca_cert.parent}; nothing to untrust")
     with _user_errors():
@@ -177,19 +178,22 @@ def export(path: Path | None) -> None:
 
 @cert.command()
 @click.option(
-    "--ca", "with_ca", is_flag=True, help="Also make a new CA (it must be trusted again)."
+    "--ca",
+    "with_ca",
+    is_flag=True,
+    help="Also make a new CA (untrust the old one first; trust the new one after).",
 )
 @click.option("--host", "hosts", multiple=True, help="Another name or IP to cover; repeatable.")
 def regenerate(with_ca: bool, hosts: tuple[str, ...]) -> None:
     """Make a new certificate (and with --ca, a new CA)."""
     cert_dir = _options().cert_dir
-    old = certs.certificate_paths(cert_dir)
+    old = certstore.certificate_paths(cert_dir)
     with _user_errors():
         doomed = [old.leaf_cert, old.leaf_key] + ([old.ca_cert, old.ca_key] if with_ca else [])
         for file in doomed:
             file.unlink(missing_ok=True)
-        paths = certs.ensure_certificates(cert_dir, certs.default_hosts(hosts))
-        described = certs.describe(paths)
+        paths = certstore.ensure_certificates(cert_dir, certs.default_hosts(hosts))
+        described = certstore.describe(paths)
     click.echo(f"Certificate:  {paths.leaf_cert}")
     click.echo(f"  names:      {', '.join(described.leaf_names)}")
     if paths.created_ca:

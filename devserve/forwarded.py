@@ -66,6 +66,15 @@ class TrustedProxies:
         """
         if not self.is_trusted(peer[0]):
             return peer, scheme
+        return self.resolve_trusted(peer, scheme, headers)
+
+    def resolve_trusted(
+        self,
+        peer: tuple[str, int],
+        scheme: str,
+        headers: Sequence[tuple[bytes, bytes]],
+    ) -> tuple[tuple[str, int], str]:
+        """`resolve` for a peer already known to be trusted (checked once per connection)."""
         client = peer
         for name, value in headers:
             if name == b"x-forwarded-proto":

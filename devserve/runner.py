@@ -35,7 +35,7 @@ def make_ssl_context(config: Config) -> ssl.SSLContext | None:
     """
     if config.ssl_certfile is None:
         return None
-    from devserve.certs import make_server_ssl_context  # noqa: PLC0415 - TLS users only
+    from devserve.tls import make_server_ssl_context  # noqa: PLC0415 - TLS users only
 
     return make_server_ssl_context(
         config.ssl_certfile,

@@ -145,6 +145,9 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.scheme = "https" if config.is_tls else "http"
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.deadline_action: Callable[[], None] | None = None
+        self.is_peer_trusted_proxy = False
         self.is_waiting_head_bytes = True  # head timer armed from open
         self.is_read_paused = False
         self.write_paused: asyncio.Future[None] | None = None
@@ -156,6 +159,9 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
+        proxies = self.ctx.proxies
+        if proxies is not None and self.client is not None:
+            self.is_peer_trusted_proxy = proxies.is_trusted(self.client[0])
         self.ctx.add(self)
         self._arm(self.ctx.config.timeout_request_head_s, self._on_head_timeout)
 
@@ -174,7 +180,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
         self.is_closed = True
-        self._cancel_timer()
+        self._stop_timer()
         self.ctx.discard(self)
         if self.cycle is not None:
             self.cycle.on_disconnect()
@@ -266,10 +272,12 @@ class HttpProtocol(asyncio.Protocol):
             target = _origin_form(target)
         raw_path, _, query = target.partition(b"?")
         client, scheme = self.client, self.scheme
-        if self.ctx.proxies is not None and client is not None:
-            client, scheme = self.ctx.proxies.resolve(client, scheme, headers)
+        if self.is_peer_trusted_proxy and client is not None:
+            client, scheme = self.ctx.proxies.resolve_trusted(client, scheme, headers)  # type: ignore[union-attr]  # set with the flag
         root_path = self.ctx.config.root_path
-        path = unquote(raw_path.decode("latin-1"))
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
         return {
             "type": "http",
             "asgi": _ASGI_VERSIONS,
@@ -294,7 +302,7 @@ class HttpProtocol(asyncio.Protocol):
         head += b"".join(k + b": " + v + b"\r\n" for k, v in event.headers.raw_items()) + b"\r\n"
         rest = self.conn.trailing_data[0]
         self.ctx.discard(self)
-        self._cancel_timer()
+        self._stop_timer()
         protocol = factory(self, headers)
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
@@ -364,30 +372,54 @@ class HttpProtocol(asyncio.Protocol):
         """Close after pending writes are flushed."""
         if not self.is_closed:
             self.is_closed = True
-            self._cancel_timer()
+            self._stop_timer()
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection without flushing."""
         self.is_closed = True
-        self._cancel_timer()
+        self._stop_timer()
         self.transport.abort()
 
     def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
-        self._cancel_timer()
-        self.timer = self.loop.call_later(delay_s, callback)
+        """Set the connection's one deadline.
+
+        Deadlines move on every request, so the loop timer is not re-created each time:
+        it stays armed for the earliest deadline seen and, when it fires early, re-arms
+        itself for the current one. At most one loop timer per timeout period.
+        """
+        when = self.loop.time() + delay_s
+        self.deadline = when
+        self.deadline_action = callback
+        if self.timer is None or self.timer.when() > when:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(when, self._on_timer)
 
     def _cancel_timer(self) -> None:
+        self.deadline_action = None
+
+    def _stop_timer(self) -> None:
+        self.deadline_action = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def _on_idle_timeout(self) -> None:
+    def _on_timer(self) -> None:
         self.timer = None
+        action = self.deadline_action
+        if action is None or self.is_closed:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            return
+        self.deadline_action = None
+        action()
+
+    def _on_idle_timeout(self) -> None:
         self.close()
 
     def _on_head_timeout(self) -> None:
-        self.timer = None
         if self.conn.trailing_data[0]:
             self._fail(ProtocolFailed(408, "request head not received in time"))
         else:

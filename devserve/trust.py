@@ -31,6 +31,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from devserve.errors import CertificateError
+
 Which = Callable[[str], "str | None"]
 Runner = Callable[[Sequence[str]], int]
 
@@ -82,24 +87,19 @@ class PlanResult:
 class _CA:
     path: str
     sha256_hex: str
-    sha1_hex: str
-
-    @property
-    def short_id(self) -> str:
-        return self.sha256_hex[:8]
-
-    @property
-    def nickname(self) -> str:
-        return f"devserve local CA {self.short_id}"
+    short_id: str  # first 8 hex digits of the SHA-256, used in file names and nicknames
+    sha1_hex: str  # how macOS and Windows name a certificate in a store
 
 
 def _read_ca(ca_cert_path: Path) -> _CA:
-    der = ssl.PEM_cert_to_DER_cert(ca_cert_path.read_text("ascii"))
-    return _CA(
-        path=str(ca_cert_path),
-        sha256_hex=hashlib.sha256(der).hexdigest(),
-        sha1_hex=hashlib.sha1(der, usedforsecurity=False).hexdigest(),
-    )
+    try:
+        cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+    except ValueError:
+        raise CertificateError(f"{ca_cert_path} is not a PEM certificate") from None
+    der = cert.public_bytes(Encoding.DER)
+    sha256_hex = hashlib.sha256(der).hexdigest()
+    sha1_hex = hashlib.sha1(der, usedforsecurity=False).hexdigest()
+    return _CA(str(ca_cert_path), sha256_hex, sha256_hex[:8], sha1_hex)
 
 
 def linux_flavour(os_release: str) -> str:
@@ -223,7 +223,7 @@ def find_nss_databases(environ: Mapping[str, str], platform: str) -> list[Path]:
 def _nss_steps(ca: _CA, databases: Iterable[Path], *, install: bool) -> list[TrustStep]:
     steps = []
     for db in databases:
-        target = ("-d", f"sql:{db}", "-n", ca.nickname)
+        target = ("-d", f"sql:{db}", "-n", f"devserve local CA {ca.short_id}")
         if install:
             add = ("certutil", "-A", *target, "-t", "C,,", "-i", ca.path)
             steps.append(TrustStep(f"trust the CA in the NSS database {db}", add, False))
@@ -241,6 +241,7 @@ def trust_plan(
     *,
     os_release: str = "",
     nss_databases: Sequence[Path] | None = None,
+    install: bool = True,
 ) -> list[TrustStep]:
     """Return the commands that make this machine trust the CA.
 
@@ -251,11 +252,22 @@ def trust_plan(
         which: looks up a command on PATH (``shutil.which``; tests pass a fake).
         os_release: the text of ``/etc/os-release`` on Linux.
         nss_databases: NSS databases to update; None to look with ``find_nss_databases``.
+        install: False for the commands that undo the plan (see ``untrust_plan``).
 
     Returns:
         The steps, system store first; empty when the platform is not supported.
+
+    Raises:
+        CertificateError: the CA file is not a PEM certificate.
+        OSError: the CA file cannot be read.
     """
-    return _plan(ca_cert_path, platform, environ, which, os_release, nss_databases, install=True)
+    ca = _read_ca(ca_cert_path)
+    steps = _system_steps(ca, platform, os_release, which, install=install)
+    if platform != "win32" and which("certutil"):  # on Windows "certutil" is not NSS's tool
+        if nss_databases is None:
+            nss_databases = find_nss_databases(environ, platform)
+        steps += _nss_steps(ca, nss_databases, install=install)
+    return steps
 
 
 def untrust_plan(
@@ -268,27 +280,15 @@ def untrust_plan(
     nss_databases: Sequence[Path] | None = None,
 ) -> list[TrustStep]:
     """Return the commands that undo ``trust_plan``; arguments as for ``trust_plan``."""
-    return _plan(ca_cert_path, platform, environ, which, os_release, nss_databases, install=False)
-
-
-def _plan(
-    ca_cert_path: Path,
-    platform: str,
-    environ: Mapping[str, str],
-    which: Which,
-    os_release: str,
-    nss_databases: Sequence[Path] | None,
-    *,
-    install: bool,
-) -> list[TrustStep]:
-    ca = _read_ca(ca_cert_path)
-    steps = _system_steps(ca, platform, os_release, which, install=install)
-    if platform != "win32" and which("certutil"):  # on Windows "certutil" is not NSS's tool
-        databases = (
-            find_nss_databases(environ, platform) if nss_databases is None else nss_databases
-        )
-        steps += _nss_steps(ca, databases, install=install)
-    return steps
+    return trust_plan(
+        ca_cert_path,
+        platform,
+        environ,
+        which,
+        os_release=os_release,
+        nss_databases=nss_databases,
+        install=False,
+    )
 
 
 def is_ca_trusted(
@@ -309,6 +309,10 @@ def is_ca_trusted(
 
     Returns:
         True if the CA looks trusted.
+
+    Raises:
+        CertificateError: the CA file is not a PEM certificate.
+        OSError: the CA file cannot be read.
     """
     ca = _read_ca(ca_cert_path)
     if any(

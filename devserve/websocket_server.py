@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from devserve.asgi import ASGIApp, Message, Scope
 from devserve.protocol.websocket import (
@@ -46,6 +46,11 @@ from devserve.protocol.websocket import (
 logger = logging.getLogger("devserve.websocket")
 
 _ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
+
+
+def _assert_never(value: NoReturn) -> NoReturn:
+    """Make mypy prove a `match` over an event union is exhaustive."""
+    raise AssertionError(f"unhandled event: {value!r}")
 
 
 @dataclass(frozen=True)
@@ -210,33 +215,37 @@ class WebSocketProtocol(asyncio.Protocol):
             )
 
     def _handle(self, event: WebSocketEvent) -> None:
-        if isinstance(event, ConnectionRequested):
-            self._path = event.path
-            self._inbox.append({"type": "websocket.connect"})
-            task = self._loop.create_task(self._run_app(self._build_scope(event)))
-            task.add_done_callback(self._on_app_done)
-            self._app_task = task
-        elif isinstance(event, MessageReceived):
-            self._messages_in += 1
-            key = "text" if isinstance(event.data, str) else "bytes"
-            self._inbox.append({"type": "websocket.receive", key: event.data})
-            if len(self._inbox) >= self._settings.max_queue:
-                self._set_reading_paused(True)
-        elif isinstance(event, PongReceived):
-            if self._pong_deadline is not None:
-                self._pong_deadline.cancel()
-                self._pong_deadline = None
-                self._schedule_ping()
-        elif isinstance(event, ConnectionClosed):
-            message = {"type": "websocket.disconnect", "code": event.code, "reason": event.reason}
-            self._inbox.append(message)
-        elif isinstance(event, HandshakeFailed):
-            logger.info("WebSocket handshake failed (%d): %s", event.status_code, event.reason)
+        match event:
+            case ConnectionRequested():
+                scope = self._build_scope(event)
+                self._path = scope["path"]
+                self._inbox.append({"type": "websocket.connect"})
+                task = self._loop.create_task(self._run_app(scope))
+                task.add_done_callback(self._on_app_done)
+                self._app_task = task
+            case MessageReceived(data=data):
+                self._messages_in += 1
+                key = "text" if isinstance(data, str) else "bytes"
+                self._inbox.append({"type": "websocket.receive", key: data})
+                if len(self._inbox) >= self._settings.max_queue:
+                    self._set_reading_paused(True)
+            case PongReceived():
+                if self._pong_deadline is not None:
+                    self._pong_deadline.cancel()
+                    self._pong_deadline = None
+                    self._schedule_ping()
+            case ConnectionClosed(code=code, reason=reason):
+                self._inbox.append({"type": "websocket.disconnect", "code": code, "reason": reason})
+            case HandshakeFailed(status_code=status, reason=reason):
+                logger.info("WebSocket handshake failed (%d): %s", status, reason)
+            case _:
+                _assert_never(event)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     def _build_scope(self, request: ConnectionRequested) -> Scope:
         base = self._scope_base
+        root_path: str = base["root_path"]  # ASGI: path and raw_path include the root path
         return {
             "type": "websocket",
             "asgi": dict(_ASGI_VERSIONS),
@@ -244,9 +253,9 @@ class WebSocketProtocol(asyncio.Protocol):
             "scheme": base["scheme"],
             "server": base["server"],
             "client": base["client"],
-            "root_path": base["root_path"],
-            "path": request.path,
-            "raw_path": request.raw_path,
+            "root_path": root_path,
+            "path": root_path + request.path,
+            "raw_path": root_path.encode() + request.raw_path,
             "query_string": request.query_string,
             "headers": list(request.headers),
             "subprotocols": list(request.subprotocols),
