@@ -26,6 +26,8 @@ from devserve.events import (
     RequestCompleted,
     ServerStarted,
     ServerStopping,
+    WebSocketClosed,
+    WebSocketOpened,
 )
 
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
@@ -111,7 +113,19 @@ class LineReporter:
             case ServerStopping():
                 tail = f", waiting for {event.in_flight} request(s)" if event.in_flight else ""
                 line = self._prefix("INFO") + f"shutting down{tail}"
+            case WebSocketOpened() | WebSocketClosed():
+                line = self._websocket(event) if self.access_log else None
         return line
+
+    def _websocket(self, event: WebSocketOpened | WebSocketClosed) -> str:
+        if isinstance(event, WebSocketOpened):
+            client = f"{event.client[0]}:{event.client[1]}" if event.client else "-"
+            sub = f" [{event.subprotocol}]" if event.subprotocol else ""
+            return f'{self._prefix("INFO")}{client} - "WebSocket {event.path}"{sub} [accepted]'
+        return (
+            f'{self._prefix("INFO")}"WebSocket {event.path}" closed {event.close_code} after '
+            f"{event.duration_ms / 1000:.1f} s ({event.messages_in} in, {event.messages_out} out)"
+        )
 
     def _prefix(self, level: str) -> str:
         text = f"{level}:".ljust(10)

@@ -22,7 +22,7 @@ import click
 from click.core import ParameterSource
 
 from devserve import __version__
-from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, Config
+from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, WS_MODES, Config
 from devserve.errors import AppLoadError, ConfigError, DevserveError
 
 EXIT_OK = 0
@@ -244,6 +244,51 @@ OPTIONS = [
         default=100,
         show_default=True,
         help="Most request header lines (431 beyond).",
+    ),
+    _opt(
+        "--ws",
+        type=click.Choice(WS_MODES),
+        default="auto",
+        show_default=True,
+        help="WebSocket support: wsproto ('websockets' is accepted as an alias); 'none' serves "
+        "upgrade requests as plain HTTP.",
+    ),
+    _opt(
+        "--ws-max-size",
+        type=int,
+        default=16 * 1024 * 1024,
+        show_default=True,
+        help="Largest WebSocket message in bytes (close 1009 beyond).",
+    ),
+    _opt(
+        "--ws-max-queue",
+        type=int,
+        default=32,
+        show_default=True,
+        help="Incoming WebSocket messages buffered for the app before reading pauses.",
+    ),
+    _opt(
+        "--ws-ping-interval",
+        "ws_ping_interval_s",
+        type=float,
+        default=20.0,
+        show_default=True,
+        help="Seconds between server pings.",
+    ),
+    _opt(
+        "--ws-ping-timeout",
+        "ws_ping_timeout_s",
+        type=float,
+        default=20.0,
+        show_default=True,
+        help="Seconds to wait for a pong before dropping the peer.",
+    ),
+    _opt(
+        "--ws-per-message-deflate",
+        type=bool,
+        default=True,
+        show_default=True,
+        help="Negotiate permessage-deflate compression.",
     ),
     _opt(
         "--ssl-keyfile", type=click.Path(dir_okay=False), default=None, help="TLS private key file."

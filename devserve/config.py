@@ -30,6 +30,8 @@ LoopName = Literal["auto", "asyncio", "uvloop"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 UIMode = Literal["auto", "tui", "plain", "json"]
+WSMode = Literal["auto", "none", "wsproto", "websockets"]
+WS_MODES: tuple[WSMode, ...] = ("auto", "none", "wsproto", "websockets")
 
 LOOP_NAMES: tuple[LoopName, ...] = ("auto", "asyncio", "uvloop")
 LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
@@ -80,6 +82,12 @@ class Config:
     ssl_certfile: str | None = None
     ssl_keyfile_password: str | None = None
     ssl_ca_certs: str | None = None
+    ws: WSMode = "auto"
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_max_queue: int = 32
+    ws_ping_interval_s: float | None = 20.0
+    ws_ping_timeout_s: float = 20.0
+    ws_per_message_deflate: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -176,6 +184,9 @@ def _value_problems(config: Config) -> list[tuple[str, str]]:
             f"must be at least {_MIN_HEAD_BYTES} bytes",
         ),
         ("max_header_count", config.max_header_count >= 1, "must be at least 1"),
+        ("ws", config.ws in WS_MODES, f"is not one of {', '.join(WS_MODES)}"),
+        ("ws_max_size", config.ws_max_size >= 1, "must be at least 1 byte"),
+        ("ws_max_queue", config.ws_max_queue >= 1, "must be at least 1"),
         (
             "root_path",
             not config.root_path or config.root_path.startswith("/"),
@@ -215,6 +226,8 @@ def _combination_problems(config: Config, sources: Mapping[str, str]) -> list[st
 
 _MIN_HEAD_BYTES = 1024
 _TIMEOUTS = (
+    "ws_ping_interval_s",
+    "ws_ping_timeout_s",
     "timeout_keep_alive_s",
     "timeout_request_head_s",
     "timeout_request_body_s",

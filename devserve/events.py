@@ -94,12 +94,53 @@ class ServerStopping:
     in_flight: int
 
 
-Event: TypeAlias = ServerStarted | RequestCompleted | AppErrored | LogLine | ServerStopping
+@dataclass(frozen=True, slots=True)
+class WebSocketOpened:
+    """Dashboard fact: the app accepted a WebSocket connection."""
+
+    path: str
+    client: tuple[str, int] | None
+    subprotocol: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketClosed:
+    """Dashboard fact: an accepted WebSocket connection finished."""
+
+    path: str
+    duration_ms: float
+    messages_in: int
+    messages_out: int
+    close_code: int
+
+    def __post_init__(self) -> None:
+        if self.duration_ms < 0 or self.messages_in < 0 or self.messages_out < 0:
+            msg = "duration and message counts must not be negative"
+            raise ValueError(msg)
+
+
+Event: TypeAlias = (
+    ServerStarted
+    | RequestCompleted
+    | AppErrored
+    | LogLine
+    | ServerStopping
+    | WebSocketOpened
+    | WebSocketClosed
+)
 
 _KINDS: Mapping[str, type[Any]] = MappingProxyType(
     {
         cls.__name__: cls
-        for cls in (ServerStarted, RequestCompleted, AppErrored, LogLine, ServerStopping)
+        for cls in (
+            ServerStarted,
+            RequestCompleted,
+            AppErrored,
+            LogLine,
+            ServerStopping,
+            WebSocketOpened,
+            WebSocketClosed,
+        )
     }
 )
 
@@ -126,6 +167,8 @@ def from_wire(wire: Mapping[str, Any]) -> Event:
         data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
     if kind is ServerStarted:
         data["urls"] = tuple(data["urls"])
+    if kind is WebSocketOpened and data["client"] is not None:
+        data["client"] = tuple(data["client"])
     try:
         event: Event = kind(**data)
     except TypeError as exc:

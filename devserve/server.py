@@ -43,6 +43,7 @@ from devserve.protocol.http11 import (
     check_framing,
     check_head,
 )
+from devserve.websocket_server import WebSocketProtocol, WebSocketSettings
 
 if TYPE_CHECKING:
     from devserve.asgi import ASGIApp, Message
@@ -90,7 +91,8 @@ class ServerContext:
             [(k.encode(), v.encode()) for k, v in config.headers],
             server_header=config.server_header,
         )
-        self.websocket_factory: Callable[..., asyncio.Protocol] | None = None
+        self.websocket_settings: WebSocketSettings | None = None
+        self.websockets: set[WebSocketProtocol] = set()
         self._date_second = 0
         self._date = b""
 
@@ -109,22 +111,33 @@ class ServerContext:
         self.connections.add(connection)
         self.all_closed.clear()
 
-    def discard(self, connection: HttpProtocol) -> None:
+    def discard(self, connection: HttpProtocol | WebSocketProtocol) -> None:
         """Forget a closed connection."""
-        self.connections.discard(connection)
-        if not self.connections:
+        if isinstance(connection, HttpProtocol):
+            self.connections.discard(connection)
+        else:
+            self.websockets.discard(connection)
+        if not self.connections and not self.websockets:
             self.all_closed.set()
 
     def drain(self) -> None:
-        """Begin draining: idle connections close now, busy ones after their response."""
+        """Begin draining: idle and busy HTTP connections, and WebSockets.
+
+        Idle connections close now, busy ones after their response, WebSockets with 1012
+        (service restart) so clients know to reconnect.
+        """
         self.is_draining = True
         for connection in list(self.connections):
             connection.drain()
+        for websocket in list(self.websockets):
+            websocket.shutdown()
 
     def abort_all(self) -> None:
         """Close every connection immediately and cancel running app tasks."""
         for connection in list(self.connections):
             connection.abort()
+        for websocket in list(self.websockets):
+            websocket.abort()
         for task in list(self.tasks):
             task.cancel()
 
@@ -254,7 +267,7 @@ class HttpProtocol(asyncio.Protocol):
         ):
             self._fail(ProtocolFailed(503, "server is at its concurrency limit"))
             return
-        if ctx.websocket_factory is not None and _is_websocket_upgrade(headers):
+        if ctx.websocket_settings is not None and _is_websocket_upgrade(headers):
             self._switch_to_websocket(event, headers)
             return
         scope = self._build_scope(event, headers)
@@ -296,17 +309,38 @@ class HttpProtocol(asyncio.Protocol):
         }
 
     def _switch_to_websocket(self, event: h11.Request, headers: list[tuple[bytes, bytes]]) -> None:
-        factory = self.ctx.websocket_factory
-        assert factory is not None  # noqa: S101 - checked by the caller
+        """Hand the connection to a WebSocket protocol, replaying the upgrade request."""
+        ctx = self.ctx
+        assert ctx.websocket_settings is not None  # noqa: S101 - checked by the caller
         head = b"%s %s HTTP/%s\r\n" % (event.method, event.target, event.http_version)
         head += b"".join(k + b": " + v + b"\r\n" for k, v in event.headers.raw_items()) + b"\r\n"
         rest = self.conn.trailing_data[0]
-        self.ctx.discard(self)
+        client, scheme = self.client, self.scheme
+        if self.is_peer_trusted_proxy and client is not None and ctx.proxies is not None:
+            client, scheme = ctx.proxies.resolve_trusted(client, scheme, headers)
+        websocket = WebSocketProtocol(
+            app=ctx.app,
+            settings=ctx.websocket_settings,
+            scope_base={
+                "scheme": "wss" if scheme == "https" else "ws",
+                "server": self.server,
+                "client": client,
+                "root_path": ctx.config.root_path,
+                "state": ctx.state,
+            },
+            emit=ctx.emit or _ignore,
+            on_close=ctx.discard,
+            loop=self.loop,
+        )
         self._stop_timer()
-        protocol = factory(self, headers)
-        self.transport.set_protocol(protocol)
-        protocol.connection_made(self.transport)
-        protocol.data_received(head + rest)
+        self.is_closed = True  # this HTTP protocol is done with the transport
+        ctx.websockets.add(websocket)
+        ctx.discard(self)
+        if self.is_read_paused:
+            self.transport.resume_reading()
+        self.transport.set_protocol(websocket)
+        websocket.connection_made(self.transport)
+        websocket.data_received(head + rest)
 
     def _next_cycle(self) -> None:
         """The response is done and the request fully read: keep alive or close."""
@@ -705,6 +739,10 @@ def _origin_form(target: bytes) -> bytes:
         return b"/" + target
     slash = rest.find(b"/")
     return rest[slash:] if slash >= 0 else b"/"
+
+
+def _ignore(_event: Event) -> None:
+    return None
 
 
 def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from devserve.asgi import ASGIApp, Message, Scope
+from devserve.events import Event, WebSocketClosed, WebSocketOpened
 from devserve.protocol.websocket import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
@@ -37,10 +38,8 @@ from devserve.protocol.websocket import (
     MessageReceived,
     Phase,
     PongReceived,
-    WebSocketClosed,
     WebSocketConnection,
     WebSocketEvent,
-    WebSocketOpened,
 )
 
 logger = logging.getLogger("devserve.websocket")
@@ -104,7 +103,7 @@ class WebSocketProtocol(asyncio.Protocol):
         app: ASGIApp,
         settings: WebSocketSettings,
         scope_base: Mapping[str, Any],
-        emit: Callable[[object], None],
+        emit: Callable[[Event], None],
         on_close: Callable[[WebSocketProtocol], None],
         loop: asyncio.AbstractEventLoop,
         clock: Callable[[], float] = time.perf_counter,
@@ -191,6 +190,13 @@ class WebSocketProtocol(asyncio.Protocol):
             close_code=CLOSE_SERVICE_RESTART, status_code=503, reason="service restart"
         )
         self._process()
+
+    def abort(self) -> None:
+        """Drop the connection now and cancel the app (graceful time is over)."""
+        if self._transport is not None:
+            self._transport.abort()
+        if self._app_task is not None and not self._app_task.done():
+            self._app_task.cancel()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is finished (the caller bounds this wait)."""

@@ -34,6 +34,7 @@ from devserve.forwarded import TrustedProxies
 from devserve.lifespan import Lifespan, StartupFailed
 from devserve.server import HttpProtocol, ServerContext
 from devserve.sockets import Listener
+from devserve.websocket_server import WebSocketSettings
 
 _T = TypeVar("_T")
 LIFESPAN_STARTUP_TIMEOUT_S = 60.0
@@ -110,6 +111,16 @@ class Worker:
         await lifespan.startup(LIFESPAN_STARTUP_TIMEOUT_S)
         proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         ctx = ServerContext(app, config, emit=self.emit, state=state, proxies=proxies)
+        if config.ws != "none":
+            ctx.websocket_settings = WebSocketSettings(
+                max_size_bytes=config.ws_max_size,
+                max_queue=config.ws_max_queue,
+                ping_interval_s=config.ws_ping_interval_s,
+                ping_timeout_s=config.ws_ping_timeout_s,
+                per_message_deflate=config.ws_per_message_deflate,
+                graceful_timeout_s=config.graceful_s,
+                close_timeout_s=min(config.graceful_s, 5.0),
+            )
         loop = asyncio.get_running_loop()
         servers = [
             await loop.create_server(

@@ -54,15 +54,14 @@ def check_head(buffer: bytes, max_headers: int, max_head_bytes: int) -> Protocol
             return ProtocolFailed(414, "request line too long")
         return ProtocolFailed(431, f"request head larger than {max_head_bytes} bytes")
     lf = head.count(b"\n")
+    failure = None
     if lf != head.count(b"\r\n"):
-        return ProtocolFailed(400, "bare LF in request head")
-    if end < 0:
-        return None
-    if b"\n " in head or b"\n\t" in head:
-        return ProtocolFailed(400, "obsolete line folding in request head")
-    if lf > max_headers:
-        return ProtocolFailed(431, f"more than {max_headers} header lines")
-    return None
+        failure = ProtocolFailed(400, "bare LF in request head")
+    elif end >= 0 and (b"\n " in head or b"\n\t" in head):
+        failure = ProtocolFailed(400, "obsolete line folding in request head")
+    elif end >= 0 and lf > max_headers:
+        failure = ProtocolFailed(431, f"more than {max_headers} header lines")
+    return failure
 
 
 def check_framing(headers: Sequence[tuple[bytes, bytes]]) -> ProtocolFailed | None:

@@ -133,30 +133,6 @@ WebSocketEvent = (
 )
 
 
-@dataclass(frozen=True)
-class WebSocketOpened:
-    """Dashboard fact: the app accepted a WebSocket connection."""
-
-    path: str
-    client: tuple[str, int] | None
-    subprotocol: str | None
-
-
-@dataclass(frozen=True)
-class WebSocketClosed:
-    """Dashboard fact: an accepted WebSocket connection finished."""
-
-    path: str
-    duration_ms: float
-    messages_in: int
-    messages_out: int
-    close_code: int
-
-    def __post_init__(self) -> None:
-        if self.duration_ms < 0 or self.messages_in < 0 or self.messages_out < 0:
-            raise ValueError("duration and message counts must not be negative")
-
-
 def _coerce_headers(value: object) -> _Headers:
     """Validate ASGI ``headers`` (an iterable of byte pairs); raise `WebSocketUsageError`."""
     if not isinstance(value, Iterable):

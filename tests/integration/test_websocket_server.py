@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from devserve.asgi import ASGIApp, Message, Receive, Scope, Send
-from devserve.protocol.websocket import WebSocketClosed, WebSocketOpened
+from devserve.events import WebSocketClosed, WebSocketOpened
 from devserve.websocket_server import WebSocketProtocol, WebSocketSettings
 
 TIMEOUT_S = 10.0

@@ -12,6 +12,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 from wsproto.extensions import PerMessageDeflate
 
+from devserve.events import WebSocketClosed, WebSocketOpened
 from devserve.protocol.websocket import (
     ConnectionClosed,
     ConnectionRequested,
@@ -19,11 +20,9 @@ from devserve.protocol.websocket import (
     MessageReceived,
     Phase,
     PongReceived,
-    WebSocketClosed,
     WebSocketClosedError,
     WebSocketConnection,
     WebSocketEvent,
-    WebSocketOpened,
     WebSocketUsageError,
 )
 
