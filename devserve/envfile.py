@@ -38,11 +38,16 @@ def parse_env(text: str, *, source: str = "env file") -> dict[str, str]:
     return values
 
 
+_QUOTED = re.compile(r"""^(['"])(.*?)(?<!\\)\1\s*(?:#.*)?$""", re.DOTALL)
+
+
 def _value(raw: str) -> str:
-    if len(raw) >= 2 and raw[0] == raw[-1] == "'":  # noqa: PLR2004 - a pair of quotes
-        return raw[1:-1]
-    if len(raw) >= 2 and raw[0] == raw[-1] == '"':  # noqa: PLR2004
-        return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), raw[1:-1])
+    quoted = _QUOTED.match(raw)
+    if quoted is not None:
+        quote, inner = quoted.group(1), quoted.group(2)
+        if quote == "'":
+            return inner
+        return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), inner)
     comment = re.search(r"\s#", raw)
     return raw[: comment.start()].rstrip() if comment else raw
 

@@ -76,18 +76,18 @@ class TrustedProxies:
     ) -> tuple[tuple[str, int], str]:
         """`resolve` for a peer already known to be trusted (checked once per connection)."""
         client = peer
+        hops: list[str] = []
         for name, value in headers:
             if name == b"x-forwarded-proto":
                 proto = value.decode("latin-1").split(",")[-1].strip().lower()
                 if proto in {"http", "https", "ws", "wss"}:
                     scheme = {"ws": "http", "wss": "https"}.get(proto, proto)
             elif name == b"x-forwarded-for":
-                hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-                for hop in reversed(hops):
-                    if not self.is_trusted(hop):
-                        client = (hop, 0)
-                        break
-                else:
-                    if hops:
-                        client = (hops[0], 0)
+                # Several header lines form one list, in order (RFC 9110 §5.3).
+                hops.extend(h.strip() for h in value.decode("latin-1").split(",") if h.strip())
+        for hop in reversed(hops):
+            if not self.is_trusted(hop):
+                return (hop, 0), scheme
+        if hops:
+            client = (hops[0], 0)
         return client, scheme

@@ -95,7 +95,7 @@ class ResponseHeaders:
 
     def __init__(self, defaults: Iterable[tuple[bytes, bytes]], *, server_header: bool) -> None:
         self._defaults = [(k.lower(), v) for k, v in defaults]
-        if server_header:
+        if server_header and all(name != b"server" for name, _ in self._defaults):
             self._defaults.append((b"server", b"devserve"))
         self._has_server = server_header
 
