@@ -26,6 +26,7 @@ from devserve.events import (
     RequestCompleted,
     ServerStarted,
     ServerStopping,
+    StartupFailed,
     WebSocketClosed,
     WebSocketOpened,
 )
@@ -115,6 +116,12 @@ class LineReporter:
                 line = self._prefix("INFO") + f"shutting down{tail}"
             case WebSocketOpened() | WebSocketClosed():
                 line = self._websocket(event) if self.access_log else None
+            case StartupFailed():
+                where = f" at {event.filename}:{event.lineno}" if event.filename else ""
+                line = self._prefix("ERROR") + (
+                    f"the application failed during {event.stage}{where}\n"
+                    f"{event.traceback.rstrip()}"
+                )
         return line
 
     def _websocket(self, event: WebSocketOpened | WebSocketClosed) -> str:

@@ -245,6 +245,51 @@ OPTIONS = [
         show_default=True,
         help="Most request header lines (431 beyond).",
     ),
+    _opt("--reload", is_flag=True, default=False, help="Reload when files change."),
+    _opt(
+        "--reload-dir",
+        "reload_dirs",
+        multiple=True,
+        help="Directory to watch (repeatable) [default: --app-dir].",
+    ),
+    _opt(
+        "--reload-include",
+        "reload_includes",
+        multiple=True,
+        help="Also reload for files matching this glob (repeatable; '*.py' always).",
+    ),
+    _opt(
+        "--reload-exclude",
+        "reload_excludes",
+        multiple=True,
+        help="Ignore files matching this glob (repeatable; .venv, .git, ... always).",
+    ),
+    _opt(
+        "--reload-delay",
+        "reload_delay_s",
+        type=float,
+        default=0.05,
+        show_default=True,
+        help="Quiet period in seconds that groups a burst of changes into one reload.",
+    ),
+    _opt(
+        "--reload-strategy",
+        type=click.Choice(["swap", "restart"]),
+        default="swap",
+        show_default=True,
+        help="swap: start the new worker, then drain the old; restart: stop the old first.",
+    ),
+    _opt(
+        "--reload-preload/--no-reload-preload",
+        default=True,
+        show_default=True,
+        help="Fork workers from a server that preloaded third-party modules.",
+    ),
+    _opt(
+        "--reload-polling/--no-reload-polling",
+        default=None,
+        help="Poll for changes instead of OS events [default: auto-detect].",
+    ),
     _opt(
         "--ws",
         type=click.Choice(WS_MODES),
@@ -341,7 +386,11 @@ def serve_command(ctx: click.Context, /, app: str | None, **values: Any) -> int:
         raise click.UsageError(
             exc.problems[0] if len(exc.problems) == 1 else "; ".join(exc.problems)
         ) from None
-    from devserve.runner import run_single  # noqa: PLC0415 - keep --help and errors fast
+    if config.reload:
+        from devserve.reloader import run_reload  # noqa: PLC0415 - keep --help and errors fast
+
+        return run_reload(config, dict(os.environ))
+    from devserve.runner import run_single  # noqa: PLC0415
 
     return run_single(config, dict(os.environ))
 

@@ -31,6 +31,8 @@ LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 UIMode = Literal["auto", "tui", "plain", "json"]
 WSMode = Literal["auto", "none", "wsproto", "websockets"]
+ReloadStrategy = Literal["swap", "restart"]
+RELOAD_STRATEGIES: tuple[ReloadStrategy, ...] = ("swap", "restart")
 WS_MODES: tuple[WSMode, ...] = ("auto", "none", "wsproto", "websockets")
 
 LOOP_NAMES: tuple[LoopName, ...] = ("auto", "asyncio", "uvloop")
@@ -41,6 +43,8 @@ MAX_PORT = 65535
 #: Graceful-shutdown bound when the user gave none: long enough for a slow request,
 #: short enough that Ctrl+C feels immediate.
 DEFAULT_GRACEFUL_S = 10.0
+#: Under --reload an open SSE stream or websocket must never hold up the new code.
+DEFAULT_RELOAD_GRACEFUL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,14 @@ class Config:
     ssl_certfile: str | None = None
     ssl_keyfile_password: str | None = None
     ssl_ca_certs: str | None = None
+    reload: bool = False
+    reload_dirs: tuple[str, ...] = ()
+    reload_includes: tuple[str, ...] = ()
+    reload_excludes: tuple[str, ...] = ()
+    reload_delay_s: float = 0.05
+    reload_strategy: ReloadStrategy = "swap"
+    reload_preload: bool = True
+    reload_polling: bool | None = None
     ws: WSMode = "auto"
     ws_max_size: int = 16 * 1024 * 1024
     ws_max_queue: int = 32
@@ -94,7 +106,7 @@ class Config:
     def graceful_s(self) -> float:
         """The effective graceful-shutdown bound in seconds."""
         if self.timeout_graceful_shutdown_s is None:
-            return DEFAULT_GRACEFUL_S
+            return DEFAULT_RELOAD_GRACEFUL_S if self.reload else DEFAULT_GRACEFUL_S
         return self.timeout_graceful_shutdown_s
 
     @property
@@ -141,6 +153,8 @@ class Config:
         raw = json.loads(text)
         raw["forwarded_allow_ips"] = tuple(raw["forwarded_allow_ips"])
         raw["headers"] = tuple((str(k), str(v)) for k, v in raw["headers"])
+        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+            raw[name] = tuple(raw[name])
         return cls(**raw)
 
 
@@ -185,6 +199,8 @@ def _value_problems(config: Config) -> list[tuple[str, str]]:
         ),
         ("max_header_count", config.max_header_count >= 1, "must be at least 1"),
         ("ws", config.ws in WS_MODES, f"is not one of {', '.join(WS_MODES)}"),
+        ("reload_strategy", config.reload_strategy in RELOAD_STRATEGIES, "is not swap or restart"),
+        ("reload_delay_s", config.reload_delay_s >= 0, "must not be negative"),
         ("ws_max_size", config.ws_max_size >= 1, "must be at least 1 byte"),
         ("ws_max_queue", config.ws_max_queue >= 1, "must be at least 1"),
         (

@@ -119,6 +119,36 @@ class WebSocketClosed:
             raise ValueError(msg)
 
 
+@dataclass(frozen=True, slots=True)
+class StartupFailed:
+    """A worker could not load the app or finish lifespan startup.
+
+    The worker then serves an error response on every request until replaced, so a client
+    never sees a refused connection because the code is broken.
+    """
+
+    stage: str
+    exc_type: str
+    message: str
+    traceback: str
+    filename: str | None
+    lineno: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModulesLoaded:
+    """Modules the worker imported from outside the project (fork-server preload list)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EventsDropped:
+    """The worker dropped ``count`` events because the supervisor fell behind."""
+
+    count: int
+
+
 Event: TypeAlias = (
     ServerStarted
     | RequestCompleted
@@ -127,6 +157,9 @@ Event: TypeAlias = (
     | ServerStopping
     | WebSocketOpened
     | WebSocketClosed
+    | StartupFailed
+    | ModulesLoaded
+    | EventsDropped
 )
 
 _KINDS: Mapping[str, type[Any]] = MappingProxyType(
@@ -140,6 +173,9 @@ _KINDS: Mapping[str, type[Any]] = MappingProxyType(
             ServerStopping,
             WebSocketOpened,
             WebSocketClosed,
+            StartupFailed,
+            ModulesLoaded,
+            EventsDropped,
         )
     }
 )
@@ -167,6 +203,8 @@ def from_wire(wire: Mapping[str, Any]) -> Event:
         data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
     if kind is ServerStarted:
         data["urls"] = tuple(data["urls"])
+    if kind is ModulesLoaded:
+        data["names"] = tuple(data["names"])
     if kind is WebSocketOpened and data["client"] is not None:
         data["client"] = tuple(data["client"])
     try:

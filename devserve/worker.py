@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from devserve.appload import load_app
+from devserve.asgi import ASGIApp
 from devserve.config import Config
 from devserve.events import Event, LogLine, ServerStarted, ServerStopping
 from devserve.forwarded import TrustedProxies
@@ -86,8 +87,14 @@ class Worker:
         emit: Callable[[Event], None],
         ssl_context: ssl.SSLContext | None = None,
         started_at: float | None = None,
+        app: ASGIApp | None = None,
+        parent_fd: int | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.app = app
+        self.parent_fd = parent_fd
+        self.on_ready = on_ready
         self.listeners = list(listeners)
         self.emit = emit
         self.ssl_context = ssl_context
@@ -105,7 +112,10 @@ class Worker:
         """
         config = self.config
         assert config.app is not None  # noqa: S101 - the CLI resolves APP before serving
-        app = load_app(config.app, app_dir=config.app_dir, factory=config.factory)
+        loop = asyncio.get_running_loop()
+        if self.parent_fd is not None:
+            loop.add_reader(self.parent_fd, self._parent_readable)
+        app = self.app or load_app(config.app, app_dir=config.app_dir, factory=config.factory)
         state: dict[str, Any] = {}
         lifespan = Lifespan(app, config.lifespan, state)
         await lifespan.startup(LIFESPAN_STARTUP_TIMEOUT_S)
@@ -121,7 +131,6 @@ class Worker:
                 graceful_timeout_s=config.graceful_s,
                 close_timeout_s=min(config.graceful_s, 5.0),
             )
-        loop = asyncio.get_running_loop()
         servers = [
             await loop.create_server(
                 lambda: HttpProtocol(ctx),
@@ -135,6 +144,8 @@ class Worker:
         urls = tuple(_display_url(listener) for listener in self.listeners)
         ready_ms = (time.monotonic() - self.started_at) * 1000.0
         self.emit(ServerStarted(pid=os.getpid(), urls=urls, app=config.app, startup_ms=ready_ms))
+        if self.on_ready is not None:
+            self.on_ready()
         await self.stop_requested.wait()
         await self._shutdown(servers, ctx, lifespan)
         return 0
@@ -145,6 +156,16 @@ class Worker:
         if self._signals > 1:
             self.force.set()
         self.stop_requested.set()
+
+    def _parent_readable(self) -> None:
+        """The parent pipe is readable only at end-of-file: the supervisor is gone."""
+        try:
+            data = os.read(self.parent_fd, 1) if self.parent_fd is not None else b""
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.parent_fd)  # type: ignore[arg-type]
+            self.request_stop()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,100 @@
+"""Start and stop worker processes (the spawn path: a fresh interpreter per generation).
+
+Each worker gets, by file descriptor only (never the environment): the listening sockets,
+the write end of its own event pipe, and the read end of the supervisor's *parent pipe*.
+Stopping escalates and every wait is bounded: SIGTERM (drain), then SIGKILL after the
+grace time plus one second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from devserve.handoff import Handoff
+
+KILL_MARGIN_S = 1.0
+
+
+@dataclass
+class WorkerProcess:
+    """A running worker generation.
+
+    Attributes:
+        generation: its number.
+        pid: its process id.
+        exited: resolves with the exit code (negative: the signal that killed it).
+        strategy: how it was started ("spawn" or "fork").
+    """
+
+    generation: int
+    pid: int
+    exited: asyncio.Future[int]
+    strategy: str
+    _kill_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the worker unless it is already gone."""
+        if not self.exited.done():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signum)
+
+    def terminate(self, grace_s: float) -> None:
+        """Ask it to drain and exit; kill it if it is still there after the grace time."""
+        self.send_signal(signal.SIGTERM)
+        if self._kill_timer is None:
+            loop = asyncio.get_running_loop()
+            self._kill_timer = loop.call_later(grace_s + KILL_MARGIN_S, self.kill)
+
+    def kill(self) -> None:
+        """Kill it now."""
+        self.send_signal(signal.SIGKILL)
+
+    def forget_timer(self) -> None:
+        """Cancel the pending kill (it exited)."""
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+            self._kill_timer = None
+
+
+class SpawnLauncher:
+    """Start each generation as ``python -m devserve.workerproc HANDOFF``."""
+
+    strategy = "spawn"
+
+    async def launch(self, handoff: Handoff, pass_fds: Sequence[int]) -> WorkerProcess:
+        """Start a worker process for `handoff`.
+
+        Args:
+            handoff: what the worker needs to know.
+            pass_fds: descriptors it inherits (listeners, event pipe, parent pipe).
+        """
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "devserve.workerproc",
+            handoff.to_json(),
+            pass_fds=tuple(pass_fds),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def wait() -> None:
+            code = await proc.wait()
+            if not exited.done():
+                exited.set_result(code)
+
+        task = asyncio.get_running_loop().create_task(wait())
+        exited.add_done_callback(lambda _f: task.cancel() if not task.done() else None)
+        return WorkerProcess(handoff.generation, proc.pid, exited, self.strategy)
+
+    async def close(self) -> None:
+        """Nothing to release on the spawn path."""
+
+    def preload(self, names: Sequence[str]) -> None:
+        """Spawned workers preload nothing."""

@@ -1,0 +1,109 @@
+"""``devserve APP --reload``: bind, watch, and run the supervisor until stopped.
+
+This module (with `devserve.supervisor`, `devserve.policy`, `devserve.process` and
+`devserve.watch`) is all the supervisor process imports: never the app, h11 or uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from devserve.accesslog import LineReporter, should_color
+from devserve.config import Config
+from devserve.errors import CertificateError
+from devserve.events import LogLine
+from devserve.sockets import bind
+from devserve.supervisor import Supervisor
+from devserve.watch import WatchSettings, decide_polling, watch_changes
+
+EXIT_RUNTIME_FAILURE = 1
+DEPENDENCY_FILES = (
+    "pyproject.toml",
+    "uv.lock",
+    "poetry.lock",
+    "pdm.lock",
+    "Pipfile.lock",
+    "requirements.txt",
+    "requirements-dev.txt",
+)
+
+
+def watch_settings(config: Config) -> WatchSettings:
+    """What to watch for `config`: the reload dirs, plus env and dependency files."""
+    dirs = tuple(Path(d).resolve() for d in (config.reload_dirs or (config.app_dir,)))
+    extra = [dirs[0] / name for name in DEPENDENCY_FILES if (dirs[0] / name).is_file()]
+    if config.env_file is not None:
+        extra.append(Path(config.env_file).resolve())
+    includes = ("*.py", *config.reload_includes)
+    return WatchSettings(
+        dirs=dirs,
+        includes=includes,
+        excludes=config.reload_excludes,
+        delay_ms=round(config.reload_delay_s * 1000),
+        force_polling=config.reload_polling,
+        extra_files=tuple(extra),
+    )
+
+
+async def _paths(
+    settings: WatchSettings, stop: asyncio.Event, report: LineReporter
+) -> AsyncIterator[tuple[str, ...]]:
+    polling = decide_polling(settings)
+    if polling.should_poll:
+        report(LogLine("info", f"polling for changes: {polling.reason}"))
+    async for batch in watch_changes(settings, stop_event=stop, polling=polling):
+        yield batch.paths
+
+
+def run_reload(config: Config, environ: Mapping[str, str]) -> int:
+    """Run the supervisor for `config`; return the exit code."""
+    reporter = LineReporter(
+        sys.stdout,
+        color=should_color(sys.stdout, environ),
+        access_log=config.access_log,
+        log_level=config.log_level,
+    )
+    tls = None
+    if config.ssl_certfile is not None:
+        from devserve.tls import make_server_ssl_context  # noqa: PLC0415 - TLS users only
+
+        try:
+            make_server_ssl_context(
+                config.ssl_certfile, config.ssl_keyfile, password=config.ssl_keyfile_password
+            )
+        except CertificateError as exc:
+            print(f"devserve: error: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME_FAILURE
+        tls = (config.ssl_certfile, config.ssl_keyfile or config.ssl_certfile)
+    listener = bind(
+        host=config.host,
+        port=config.port,
+        uds=config.uds,
+        fd=config.fd,
+        backlog=config.backlog,
+        scheme="https" if tls else "http",
+    )
+    settings = watch_settings(config)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        supervisor = Supervisor(
+            config,
+            [listener],
+            changes=_paths(settings, stop, reporter),
+            report=reporter,
+            tls=tls,
+        )
+        try:
+            return await supervisor.run()
+        finally:
+            stop.set()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        reporter.flush()
+        listener.sock.close()

@@ -1,0 +1,197 @@
+"""A worker process under the supervisor: ``python -m devserve.workerproc HANDOFF_JSON``.
+
+The supervisor (or the fork server) hands over, by file descriptor: the listening
+sockets, the write end of the event channel, and the read end of a *parent pipe* whose
+write end only the supervisor holds. The worker then
+
+1. arranges to die with its parent: ``PR_SET_PDEATHSIG`` on Linux, and on every POSIX
+   system end-of-file on the parent pipe (the supervisor died, even by SIGKILL);
+2. reads ``--env-file`` again, so edits to it apply to this generation;
+3. serves the app, reporting events; once ready, reports the third-party modules it
+   imported so the fork server can preload them for the next generation;
+4. if the app cannot be imported or its lifespan startup fails, reports `StartupFailed`
+   and serves a plain error response on every request instead, until replaced: clients
+   get an explanation, never a refused connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from devserve.config import Config
+from devserve.envfile import apply_env, load_env_file
+from devserve.events import Event, ModulesLoaded, StartupFailed
+from devserve.handoff import Handoff
+from devserve.ipc import EventSender
+from devserve.sockets import Listener
+from devserve.worker import Worker, loop_factory, run_coroutine
+
+_PR_SET_PDEATHSIG = 1
+EXIT_STARTUP_FAILURE = 3
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def third_party_modules(modules: dict[str, Any], project_dirs: Iterable[str]) -> tuple[str, ...]:
+    """Names of imported modules that live outside every project directory."""
+    roots = tuple(str(Path(d).resolve()) + os.sep for d in project_dirs)
+    names = []
+    for name, module in list(modules.items()):
+        filename = getattr(module, "__file__", None)
+        if not filename or name == "__main__" or name.startswith("devserve"):
+            continue
+        if not str(Path(filename).resolve()).startswith(roots):
+            names.append(name)
+    return tuple(sorted(names))
+
+
+def failure_event(stage: str, exc: BaseException, project_dirs: Iterable[str]) -> StartupFailed:
+    """Describe a startup failure, pointing at the user's deepest frame."""
+    roots = tuple(str(Path(d).resolve()) for d in project_dirs)
+    filename: str | None = None
+    lineno: int | None = None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        filename, lineno = exc.filename, exc.lineno
+    else:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename.startswith(roots):
+                filename, lineno = frame.filename, frame.lineno
+    return StartupFailed(
+        stage=stage,
+        exc_type=type(exc).__qualname__,
+        message=str(exc),
+        traceback=user_traceback(exc),
+        filename=filename,
+        lineno=lineno,
+    )
+
+
+def user_traceback(exc: BaseException) -> str:
+    """Format `exc` without the frames of devserve and the import machinery above the app."""
+    summary = traceback.TracebackException.from_exception(exc)
+    frames = list(summary.stack)
+    while frames and _is_internal(frames[0].filename):
+        frames.pop(0)
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return "".join(summary.format())
+
+
+_DEVSERVE_DIR = str(Path(__file__).resolve().parent)
+_INTERNAL_MARKERS = ("<frozen ", "/asyncio/", "uvloop", "/importlib/")
+
+
+def _is_internal(filename: str) -> bool:
+    """Frames of the machinery between devserve and the user's module."""
+    return filename.startswith(_DEVSERVE_DIR) or any(m in filename for m in _INTERNAL_MARKERS)
+
+
+def error_app(failure: StartupFailed) -> Callable[..., Any]:
+    """An ASGI app answering 503 with what is broken (HTML pages come from templates/)."""
+    where = f" ({failure.filename}:{failure.lineno})" if failure.filename else ""
+    body = (
+        f"devserve: the application could not start ({failure.stage}){where}\n\n"
+        f"{failure.traceback}\nFix the code and save: devserve reloads by itself.\n"
+    ).encode()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"retry-after", b"1"),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def run(handoff: Handoff, *, started_at: float) -> int:
+    """Serve one generation; return the exit code."""
+    config = Config.from_json(handoff.config_json)
+    sender = EventSender(handoff.events_fd)
+    emit: Callable[[Event], None] = sender
+    listeners = [
+        Listener(socket.socket(fileno=fd), url)
+        for fd, url in zip(handoff.listen_fds, handoff.urls, strict=True)
+    ]
+    ssl_context = None
+    if handoff.tls is not None:
+        from devserve.tls import make_server_ssl_context  # noqa: PLC0415 - TLS users only
+
+        ssl_context = make_server_ssl_context(
+            handoff.tls[0], handoff.tls[1], password=config.ssl_keyfile_password
+        )
+    factory = loop_factory(config.loop)
+    worker = Worker(
+        config,
+        listeners,
+        emit=emit,
+        ssl_context=ssl_context,
+        started_at=started_at,
+        parent_fd=handoff.parent_fd,
+        on_ready=lambda: emit(
+            ModulesLoaded(third_party_modules(sys.modules, handoff.project_dirs))
+        ),
+    )
+    try:
+        if config.env_file is not None:
+            apply_env(load_env_file(config.env_file))
+        return run_coroutine(worker.serve(), factory)
+    except Exception as exc:  # noqa: BLE001 - the app boundary: report, then serve the failure
+        stage = "lifespan startup" if type(exc).__name__ == "StartupFailed" else "import"
+        failure = failure_event(stage, exc, handoff.project_dirs)
+        emit(failure)
+        fallback = Worker(
+            replace(config, lifespan="off"),
+            listeners,
+            emit=emit,
+            ssl_context=ssl_context,
+            started_at=started_at,
+            parent_fd=handoff.parent_fd,
+            app=error_app(failure),
+        )
+        run_coroutine(fallback.serve(), factory)
+        return EXIT_STARTUP_FAILURE
+    finally:
+        sender.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of a spawned worker."""
+    started_at = time.monotonic()
+    die_with_parent()
+    args = sys.argv[1:] if argv is None else argv
+    handoff = Handoff.from_json(args[0])
+    sys.exit(run(handoff, started_at=started_at))
+
+
+if __name__ == "__main__":
+    main()
