@@ -27,7 +27,9 @@ Theory of operation:
 
 Polling: native events do not arrive on network and VM-shared file systems, so with
 ``force_polling=None`` `decide_polling` reads `/proc/self/mountinfo` (parsed by the pure
-`parse_mountinfo`) and `/proc/version`, and explains its choice in one line.
+`parse_mountinfo`) and `/proc/version`, and explains its choice in one line. When polling,
+devserve uses its own `poll_changes` (sizes and nanosecond mtimes) rather than notify's poller,
+which compares whole-second mtimes and so misses a second save within the same second.
 """
 
 from __future__ import annotations
@@ -352,11 +354,6 @@ class ContentIndex:
         """Return every indexed path."""
         return tuple(self._states)
 
-    def paths_under(self, directory: str) -> tuple[str, ...]:
-        """Return indexed paths inside `directory` (used when a whole directory vanished)."""
-        prefix = directory.rstrip(os.sep) + os.sep
-        return tuple(path for path in self._states if path.startswith(prefix))
-
     def record(self, observations: Iterable[Observation]) -> None:
         """Remember observed states; a vanished file is forgotten."""
         for observation in observations:
@@ -585,6 +582,74 @@ def build_index(
     return ContentIndex(states, is_complete=not scan.is_file_capped)
 
 
+# --- polling ------------------------------------------------------------------------------
+
+Snapshot = dict[str, tuple[bool, int, int]]
+
+
+def take_snapshot(paths: Iterable[str], *, is_recursive: bool) -> Snapshot:
+    """Map every entry of `paths` (and below, if recursive) to (is_dir, size, mtime_ns)."""
+    found: Snapshot = {}
+    stack = list(paths)
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    is_dir = stat.S_ISDIR(info.st_mode)
+                    found[entry.path] = (is_dir, info.st_size, info.st_mtime_ns)
+                    if is_dir and is_recursive:
+                        stack.append(entry.path)
+    return found
+
+
+def diff_snapshots(old: Snapshot, new: Snapshot) -> RawChanges:
+    """Compare two snapshots like a watcher would report them (directories never "modified")."""
+    changes: RawChanges = {(Change.added, path) for path in new.keys() - old.keys()}
+    changes |= {(Change.deleted, path) for path in old.keys() - new.keys()}
+    for path in old.keys() & new.keys():
+        if old[path] != new[path] and not new[path][0]:
+            changes.add((Change.modified, path))
+    return changes
+
+
+async def poll_changes(
+    *paths: str,
+    watch_filter: None,
+    debounce: int,
+    step: int,
+    stop_event: asyncio.Event,
+    force_polling: bool,
+    recursive: bool,
+    poll_ms: int = 300,
+) -> AsyncIterator[RawChanges]:
+    """An `AwatchFunction` that polls with (size, mtime_ns).
+
+    notify's poller compares whole-second mtimes only, so a same-second save goes unseen;
+    this one compares sizes and nanosecond mtimes. It waits `poll_ms` between polls, then
+    `step` ms between polls while a burst lasts (at most `debounce` ms).
+    """
+    del watch_filter, force_polling  # always polls; filtering is the caller's job
+    # Synchronous on purpose, like RustNotify's set-up: once the first `anext` has run one
+    # loop turn, the baseline exists and every later write will be seen.
+    snapshot = take_snapshot(paths, is_recursive=recursive)
+    wait_s = poll_ms / 1000
+    changes: RawChanges = set()
+    burst_ms = 0
+    while not stop_event.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), wait_s)
+            return
+        current = await asyncio.to_thread(take_snapshot, paths, is_recursive=recursive)
+        fresh, snapshot = diff_snapshots(snapshot, current), current
+        changes |= fresh
+        burst_ms = burst_ms + step if changes else 0
+        if changes and (not fresh or burst_ms >= debounce):
+            yield changes
+            changes = set()
+        wait_s = (step if changes else poll_ms) / 1000
+
+
 # --- batches and the watch loop ------------------------------------------------------------
 
 
@@ -626,11 +691,12 @@ def make_batch(
 
 def _vanished_dirs(raw: RawChanges, index: ContentIndex) -> set[str]:
     """Indexed files inside deleted or moved-away directories (no event names them)."""
-    found: set[str] = set()
-    for change, path in raw:
-        if change == Change.deleted and index.get(path) is None:
-            found.update(index.paths_under(path))
-    return found
+    gone = tuple(
+        path.rstrip(os.sep) + os.sep
+        for change, path in raw
+        if change == Change.deleted and index.get(path) is None
+    )
+    return {path for path in index.paths() if path.startswith(gone)} if gone else set()
 
 
 async def _wait_for(event: asyncio.Event) -> None:
@@ -641,26 +707,33 @@ class _WatchLoop:
     """One `watch_changes` call: the current scan, plan, index and watchfiles generator."""
 
     def __init__(
-        self, settings: WatchSettings, awatch: AwatchFunction, polling: PollingDecision
+        self,
+        settings: WatchSettings,
+        awatch: AwatchFunction,
+        polling: PollingDecision,
+        on_watching: Callable[[WatchPlan], None] | None,
     ) -> None:
         self._settings, self._awatch, self._polling = settings, awatch, polling
+        self._on_watching = on_watching
         roots = tuple(str(directory.resolve()) for directory in settings.dirs)
         extra = frozenset(str(path.resolve()) for path in settings.extra_files)
         blank = tuple(GitIgnore() for _ in roots)
-        self._filter = PathFilter(roots, settings.includes, settings.excludes, extra, blank)
-        self.scan = scan_tree(self._filter)
+        self.base_filter = PathFilter(roots, settings.includes, settings.excludes, extra, blank)
+        self.scan = TreeScan((), (), False, False, False, self.base_filter)
         self.index = ContentIndex()
         self.plan = WatchPlan((), is_recursive=True)
         self._changes: AsyncIterator[RawChanges] | None = None
         self._pending: asyncio.Future[RawChanges] | None = None
         self._watcher_stop = asyncio.Event()
+        self._must_rescan = False
+        self._failures = 0
 
     async def start(self) -> None:
-        """Start watchfiles on the current plan; returns once the OS watches exist."""
+        """Start watchfiles on a plan made from `self.scan`; returns once the OS watches exist."""
         scan = self.scan
         self.plan = plan_watch_roots(
-            self._filter.roots, scan.dirs, has_ignored_dirs=scan.has_ignored_dirs,
-            extra_files=sorted(self._filter.extra_files), is_dir_capped=scan.is_dir_capped,
+            self.base_filter.roots, scan.dirs, has_ignored_dirs=scan.has_ignored_dirs,
+            extra_files=sorted(self.base_filter.extra_files), is_dir_capped=scan.is_dir_capped,
         )  # fmt: skip
         self._watcher_stop = asyncio.Event()
         self._changes = self._awatch(
@@ -671,20 +744,22 @@ class _WatchLoop:
         self._pending = asyncio.ensure_future(anext(self._changes))
         # One loop turn runs the generator up to its first wait: RustNotify then exists.
         await asyncio.sleep(0)
+        if self._on_watching is not None:
+            self._on_watching(self.plan)
 
     async def stop(self) -> None:
         """Stop the watchfiles generator, waiting at most `STOP_GRACE_S`."""
         self._watcher_stop.set()
         pending, changes = self._pending, self._changes
         self._pending = self._changes = None
-        if pending is not None and not pending.done():
+        if pending is None:
+            return
+        if not pending.done():
             await asyncio.wait({pending}, timeout=STOP_GRACE_S)
-        if pending is not None and not pending.done():
+        if not pending.done():
             pending.cancel()
-        elif pending is not None and not pending.cancelled():
-            pending.exception()  # retrieved: a failure while stopping is of no interest
-            if isinstance(changes, AsyncIterator) and hasattr(changes, "aclose"):
-                await changes.aclose()
+        elif not pending.cancelled() and pending.exception() is None and changes is not None:
+            await _close(changes)
 
     async def next_raw(self, stop_event: asyncio.Event) -> RawChanges | None:
         """Wait for the next raw set; None once `stop_event` is set or the watcher ended."""
@@ -701,14 +776,23 @@ class _WatchLoop:
             raw = self._pending.result()
         except StopAsyncIteration:
             return None
+        except FileNotFoundError:  # a directory in the plan vanished before the watcher started
+            self._failures += 1
+            if self._failures > MAX_WATCHER_RESTARTS:
+                raise
+            self._must_rescan = True
+            return set()
+        self._failures = 0
         assert self._changes is not None  # noqa: S101 - set together with _pending
         self._pending = asyncio.ensure_future(anext(self._changes))
         return raw
 
     def needs_rescan(self, raw: RawChanges) -> bool:
         """Tell whether the plan or the ignore rules are out of date after `raw`."""
+        if self._must_rescan:
+            return True
         for change, path in raw:
-            located = self._filter.locate(path)
+            located = self.base_filter.locate(path)
             if located is None:
                 continue
             if located[1].rpartition("/")[2] == ".gitignore":
@@ -720,23 +804,37 @@ class _WatchLoop:
         return False
 
     async def rescan(self) -> set[str]:
-        """Re-walk, re-plan and restart the watcher; return files the index is stale about."""
+        """Re-walk, re-plan and restart the watcher; return files the index is stale about.
+
+        The walk is repeated once the new watcher runs, so that files written while switching
+        are compared with the index; if the directories changed meanwhile, it re-plans again.
+        """
+        self._must_rescan = False
         await self.stop()
-        self.scan = await asyncio.to_thread(scan_tree, self._filter)
-        await self.start()
-        stale = reconcile(self.scan.files, self.index)
-        if not self.scan.is_file_capped:
-            scanned = {path for path, _, _ in self.scan.files}
-            stale.update(path for path in self.index.paths() if path not in scanned)
+        fresh = await asyncio.to_thread(scan_tree, self.base_filter)
+        for _ in range(MAX_WATCHER_RESTARTS):
+            self.scan = fresh
+            await self.start()
+            fresh = await asyncio.to_thread(scan_tree, self.base_filter)
+            if set(fresh.dirs) == set(self.scan.dirs):
+                break
+            await self.stop()
+        self.scan = fresh
+        stale = reconcile(fresh.files, self.index)
+        if not fresh.is_file_capped:
+            scanned = {path for path, _, _ in fresh.files}
+            missing = [path for path in self.index.paths() if path not in scanned]
+            stale.update(path for path in missing if fresh.path_filter(Change.deleted, path))
+            # Newly ignored files (an edited .gitignore) leave the index instead of counting.
+            self.index.record(Observation(path, None) for path in missing if path not in stale)
         return stale
 
     async def handle(self, raw: RawChanges) -> ChangeBatch | None:
         """Turn one raw set into a batch, or None if nothing significant changed."""
+        candidates = await self.rescan() if self.needs_rescan(raw) else set()
         path_filter = self.scan.path_filter
-        candidates = {path for change, path in raw if path_filter(change, path)}
+        candidates |= {path for change, path in raw if path_filter(change, path)}
         candidates |= _vanished_dirs(raw, self.index)
-        if self.needs_rescan(raw):
-            candidates |= await self.rescan()
         observations = await asyncio.to_thread(observe, sorted(candidates))
         significant = significant_changes(observations, self.index)
         self.index.record(observations)
@@ -745,27 +843,44 @@ class _WatchLoop:
         return make_batch(significant, self.scan.path_filter, raw_count=len(raw))
 
 
+async def _close(changes: AsyncIterator[RawChanges]) -> None:
+    """Close an async generator (watchfiles.awatch is one); plain iterators need nothing."""
+    aclose = getattr(changes, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 async def watch_changes(
     settings: WatchSettings,
     *,
     stop_event: asyncio.Event,
-    awatch: AwatchFunction = watchfiles.awatch,
+    awatch: AwatchFunction | None = None,
     polling: PollingDecision | None = None,
+    on_watching: Callable[[WatchPlan], None] | None = None,
 ) -> AsyncIterator[ChangeBatch]:
     """Yield one `ChangeBatch` per burst of significant changes until `stop_event` is set.
 
+    Cancelling or closing the iteration stops the watcher too; `stop_event` is never set by it.
+
     Args:
         settings: what to watch.
-        stop_event: set it to end the iteration (within the watcher's step, ~`delay_ms`).
-        awatch: the watchfiles entry point; tests pass a scripted fake.
+        stop_event: set it to end the iteration promptly.
+        awatch: the change source; None picks `watchfiles.awatch`, or `poll_changes` when
+            polling. Tests pass a scripted fake.
         polling: a decision already made (e.g. logged) by the caller; detected when None.
+        on_watching: called with the plan each time the OS watches are in place (at start and
+            after each re-plan), e.g. to log "watching 12 directories" or, in tests, to know
+            that edits from now on will be seen.
 
     Yields:
         Batches, each holding at least one path whose content really changed.
     """
     if polling is None:
         polling = decide_polling(settings)
-    loop = await asyncio.to_thread(_WatchLoop, settings, awatch, polling)
+    if awatch is None:
+        awatch = poll_changes if polling.should_poll else watchfiles.awatch
+    loop = _WatchLoop(settings, awatch, polling, on_watching)
+    loop.scan = await asyncio.to_thread(scan_tree, loop.base_filter)
     loop.index = await asyncio.to_thread(build_index, loop.scan)
     await loop.start()
     try:
