@@ -65,7 +65,10 @@ class WorkerProcess:
 class SpawnLauncher:
     """Start each generation as ``python -m devserve.workerproc HANDOFF``."""
 
-    strategy = "spawn"
+    @property
+    def strategy(self) -> str:
+        """Always "spawn"."""
+        return "spawn"
 
     async def launch(self, handoff: Handoff, pass_fds: Sequence[int]) -> WorkerProcess:
         """Start a worker process for `handoff`.
@@ -91,7 +94,7 @@ class SpawnLauncher:
 
         task = asyncio.get_running_loop().create_task(wait())
         exited.add_done_callback(lambda _f: task.cancel() if not task.done() else None)
-        return WorkerProcess(handoff.generation, proc.pid, exited, self.strategy)
+        return WorkerProcess(handoff.generation, proc.pid, exited, "spawn")
 
     async def close(self) -> None:
         """Nothing to release on the spawn path."""

@@ -17,7 +17,7 @@ from devserve.errors import CertificateError
 from devserve.events import LogLine
 from devserve.sockets import bind
 from devserve.supervisor import Supervisor
-from devserve.watch import WatchSettings, decide_polling, watch_changes
+from devserve.watch import ChangeBatch, WatchSettings, decide_polling, watch_changes
 
 EXIT_RUNTIME_FAILURE = 1
 DEPENDENCY_FILES = (
@@ -48,14 +48,14 @@ def watch_settings(config: Config) -> WatchSettings:
     )
 
 
-async def _paths(
+async def _batches(
     settings: WatchSettings, stop: asyncio.Event, report: LineReporter
-) -> AsyncIterator[tuple[str, ...]]:
+) -> AsyncIterator[ChangeBatch]:
     polling = decide_polling(settings)
     if polling.should_poll:
         report(LogLine("info", f"polling for changes: {polling.reason}"))
     async for batch in watch_changes(settings, stop_event=stop, polling=polling):
-        yield batch.paths
+        yield batch
 
 
 def run_reload(config: Config, environ: Mapping[str, str]) -> int:
@@ -93,7 +93,7 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
         supervisor = Supervisor(
             config,
             [listener],
-            changes=_paths(settings, stop, reporter),
+            changes=_batches(settings, stop, reporter),
             report=reporter,
             tls=tls,
         )

@@ -31,6 +31,7 @@ from devserve.events import (
     ServerStopping,
     StartupFailed,
 )
+from devserve.forklauncher import ForkServerLauncher
 from devserve.handoff import Handoff
 from devserve.ipc import EventReceiver
 from devserve.policy import (
@@ -54,6 +55,7 @@ from devserve.policy import (
 )
 from devserve.process import SpawnLauncher, WorkerProcess
 from devserve.sockets import Listener
+from devserve.watch import ChangeBatch
 
 Reporter = Callable[[Event], None]
 
@@ -61,7 +63,10 @@ Reporter = Callable[[Event], None]
 class Launcher(Protocol):
     """Starts worker generations (spawn, or fork from a preloaded server)."""
 
-    strategy: str
+    @property
+    def strategy(self) -> str:
+        """How workers start ("fork" or "spawn"), for reload lines."""
+        ...
 
     async def launch(self, handoff: Handoff, pass_fds: list[int]) -> WorkerProcess:
         """Start one worker."""
@@ -94,7 +99,7 @@ class Supervisor:
         config: Config,
         listeners: list[Listener],
         *,
-        changes: AsyncIterator[tuple[str, ...]],
+        changes: AsyncIterator[ChangeBatch],
         report: Reporter,
         launcher: Launcher | None = None,
         tls: tuple[str, str] | None = None,
@@ -104,25 +109,40 @@ class Supervisor:
         self.listeners = listeners
         self.changes = changes
         self.report = report
-        self.launcher: Launcher = launcher or SpawnLauncher()
         self.tls = tls
         self.clock = clock
+        read_fd, write_fd = os.pipe()
+        os.set_inheritable(read_fd, True)
+        self._parent_read, self._parent_write = read_fd, write_fd
+        self.project_dirs = tuple(
+            str(Path(d).resolve()) for d in (config.reload_dirs or (config.app_dir,))
+        )
+        self.launcher: Launcher = launcher or self._default_launcher()
         self.policy = ReloadPolicy(strategy=Strategy(config.reload_strategy))
         self.workers: dict[int, WorkerProcess] = {}
         self.broken: set[int] = set()
         self.terminated_early: set[int] = set()
         self.finished = asyncio.Event()
-        self.project_dirs = tuple(
-            str(Path(d).resolve()) for d in (config.reload_dirs or (config.app_dir,))
-        )
-        read_fd, write_fd = os.pipe()
-        os.set_inheritable(read_fd, True)
-        self._parent_read, self._parent_write = read_fd, write_fd
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _default_launcher(self) -> Launcher:
+        if not self.config.reload_preload or not hasattr(os, "fork"):
+            return SpawnLauncher()
+        return ForkServerLauncher(
+            inherit_fds=[
+                *(listener.sock.fileno() for listener in self.listeners),
+                self._parent_read,
+            ],
+            parent_fd=self._parent_read,
+            project_dirs=self.project_dirs,
+            report=self.report,
+        )
 
     async def run(self) -> int:
         """Serve until stopped; return the exit code."""
         loop = asyncio.get_running_loop()
+        if isinstance(self.launcher, ForkServerLauncher):
+            await self.launcher.start()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.feed, StopRequested())
         loop.add_signal_handler(signal.SIGHUP, self.reload_now)
@@ -268,8 +288,11 @@ class Supervisor:
     # -- watching ---------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        async for paths in self.changes:
-            self.feed(FilesChanged(paths, self.clock()))
+        async for batch in self.changes:
+            if batch.dependencies_changed and isinstance(self.launcher, ForkServerLauncher):
+                self.report(LogLine("info", "dependencies changed: rebuilding the fork server"))
+                await self.launcher.restart()
+            self.feed(FilesChanged(batch.paths, self.clock()))
 
     def _spawn_task(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]

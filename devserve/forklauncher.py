@@ -1,0 +1,262 @@
+"""Supervisor side of the preloaded fork server (see `devserve.forkserver`).
+
+`ForkServerLauncher` starts the fork server, asks it to fork each worker generation and
+tells it which third-party modules to preload (learned from the previous worker). Any
+doubt sends it back to the portable path, a fresh interpreter per worker
+(`SpawnLauncher`), and the user is told once:
+
+* the fork server does not start or answer in time;
+* preloading pulled in project code or started a thread: it is rebuilt without the
+  culprit module, and after `MAX_REBUILDS` rebuilds forking is given up for the session;
+* the platform has no ``fork`` (Windows).
+
+`restart` rebuilds it from scratch when dependencies change (pyproject.toml, lockfiles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from devserve.events import Event, LogLine
+from devserve.handoff import Handoff
+from devserve.process import SpawnLauncher, WorkerProcess
+
+MAX_REBUILDS = 3
+START_TIMEOUT_S = 10.0
+FORK_TIMEOUT_S = 5.0
+
+
+class ForkServerLauncher:
+    """Fork workers from a preloaded server; spawn when that cannot be trusted.
+
+    Args:
+        inherit_fds: descriptors the fork server must hold for its children (listeners
+            and the parent pipe), with the same numbers.
+        parent_fd: the read end of the supervisor's parent pipe.
+        project_dirs: the watched directories (never preloaded).
+        report: where to say what happened.
+    """
+
+    def __init__(
+        self,
+        *,
+        inherit_fds: Sequence[int],
+        parent_fd: int,
+        project_dirs: Sequence[str],
+        report: Callable[[Event], None],
+    ) -> None:
+        self.inherit_fds = list(inherit_fds)
+        self.parent_fd = parent_fd
+        self.project_dirs = list(project_dirs)
+        self.report = report
+        self.fallback = SpawnLauncher()
+        self.is_disabled = not hasattr(os, "fork")
+        self.rebuilds = 0
+        self.preloaded: list[str] = []
+        self.blocklist: set[str] = set()
+        self._sock: socket.socket | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._buffer = b""
+        self._ready: asyncio.Future[None] | None = None
+        self._forks: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+
+    @property
+    def strategy(self) -> str:
+        """How workers start now: "fork" while the fork server is trusted, else "spawn"."""
+        return "spawn" if self.is_disabled else "fork"
+
+    async def start(self) -> None:
+        """Start the fork server and wait until it is ready (or give up and spawn)."""
+        if self.is_disabled:
+            return
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "devserve.forkserver",
+            str(theirs.fileno()),
+            str(self.parent_fd),
+            json.dumps(self.project_dirs),
+            pass_fds=(theirs.fileno(), *self.inherit_fds),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self._sock, self._buffer = ours, b""
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._readable)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT_S)
+        except (asyncio.TimeoutError, ConnectionError):
+            self._give_up("the fork server did not start")
+            return
+        if self.preloaded:
+            self._send({"op": "preload", "names": self.preloaded})
+
+    async def restart(self) -> None:
+        """Rebuild from scratch (dependencies changed): preloads are learned again."""
+        self.preloaded = []
+        await self._stop_server()
+        if not self.is_disabled:
+            await self.start()
+
+    async def launch(self, handoff: Handoff, pass_fds: list[int]) -> WorkerProcess:
+        """Fork a worker for `handoff` (or spawn one when forking is off)."""
+        if self.is_disabled or self._sock is None:
+            return await self.fallback.launch(handoff, pass_fds)
+        loop = asyncio.get_running_loop()
+        forked: asyncio.Future[int] = loop.create_future()
+        self._forks[handoff.generation] = forked
+        try:
+            message = json.dumps({"op": "fork", "handoff": handoff.to_json()}).encode() + b"\n"
+            socket.send_fds(self._sock, [message], [handoff.events_fd])
+            pid = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError, ConnectionError):
+            self._forks.pop(handoff.generation, None)
+            self._give_up("the fork server stopped answering")
+            return await self.fallback.launch(handoff, pass_fds)
+        exited = self._exits.setdefault(pid, loop.create_future())
+        self._watch_pid(pid, exited)
+        return WorkerProcess(handoff.generation, pid, exited, "fork")
+
+    def _watch_pid(self, pid: int, exited: asyncio.Future[int]) -> None:
+        """Notice the worker's exit even if the fork server is gone (Linux pidfd).
+
+        The fork server's ``exited`` message carries the exit code; when it does not come
+        shortly after the process is gone, the code is reported as unknown (-1).
+        """
+        if not hasattr(os, "pidfd_open"):
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return
+        loop = asyncio.get_running_loop()
+
+        def unknown_code() -> None:
+            if not exited.done():
+                exited.set_result(-1)
+
+        def gone() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            loop.call_later(0.2, unknown_code)
+
+        loop.add_reader(pidfd, gone)
+
+    def preload(self, names: list[str]) -> None:
+        """Ask the fork server to import modules a worker used (each name once)."""
+        known = set(self.preloaded)
+        new = [n for n in names if n not in known and n not in self.blocklist]
+        if not new or self.is_disabled or self._sock is None:
+            return
+        self.preloaded.extend(new)
+        self._send({"op": "preload", "names": new})
+
+    async def close(self) -> None:
+        """Stop the fork server (its children are stopped by the supervisor)."""
+        await self._stop_server()
+
+    # -- the control channel ------------------------------------------------------------
+
+    def _send(self, message: dict[str, object]) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendall(json.dumps(message).encode() + b"\n")
+        except (BlockingIOError, OSError):
+            self._give_up("the fork server's control channel broke")
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._server_gone()
+            return
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            self._handle(json.loads(line))
+
+    def _handle(self, message: dict[str, object]) -> None:
+        op = message.get("op")
+        if op == "ready" and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        elif op == "forked":
+            future = self._forks.pop(int(message["generation"]), None)  # type: ignore[call-overload]
+            if future is not None and not future.done():
+                future.set_result(int(message["pid"]))  # type: ignore[call-overload]
+        elif op == "exited":
+            pid = int(message["pid"])  # type: ignore[call-overload]
+            exited = self._exits.pop(pid, None)
+            if exited is None:
+                exited = asyncio.get_running_loop().create_future()
+            if not exited.done():
+                exited.set_result(int(message["code"]))  # type: ignore[call-overload]
+        elif op == "untrusted":
+            culprit = str(message["culprit"])
+            self.blocklist.add(culprit)
+            self.report(
+                LogLine(
+                    "warning", f"fork server: {message['reason']}; rebuilding without {culprit}"
+                )
+            )
+            asyncio.get_running_loop().create_task(self._rebuild())
+
+    async def _rebuild(self) -> None:
+        self.rebuilds += 1
+        if self.rebuilds > MAX_REBUILDS:
+            self._give_up("preloading kept importing project code")
+            return
+        self.preloaded = [n for n in self.preloaded if n not in self.blocklist]
+        await self._stop_server()
+        await self.start()
+
+    def _server_gone(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ConnectionError("fork server exited"))
+        # Its children live on (they exit with the supervisor); pidfds report their exits.
+        if not hasattr(os, "pidfd_open"):
+            for exited in self._exits.values():
+                if not exited.done():
+                    exited.set_result(-1)
+            self._exits.clear()
+
+    async def _stop_server(self) -> None:
+        proc, self._proc = self._proc, None
+        self._server_gone()
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 2.0)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    def _give_up(self, why: str) -> None:
+        if not self.is_disabled:
+            self.is_disabled = True
+            self.report(LogLine("warning", f"{why}: starting workers in fresh interpreters"))
+        asyncio.get_running_loop().create_task(self._stop_server())
