@@ -106,12 +106,12 @@ class LineReporter:
             case LogLine():
                 if _LEVELS.get(event.level, 20) >= self.min_level:
                     line = self._prefix(event.level.upper()) + event.message
-            case ServerStarted():
+            case ServerStarted() if self.min_level <= _LEVELS["info"]:
                 line = self._prefix("INFO") + (
                     f"devserve serving {event.app} on {', '.join(event.urls)} "
                     f"(ready in {event.startup_ms:.0f} ms; Ctrl+C to quit)"
                 )
-            case ServerStopping():
+            case ServerStopping() if self.min_level <= _LEVELS["info"]:
                 tail = f", waiting for {event.in_flight} request(s)" if event.in_flight else ""
                 line = self._prefix("INFO") + f"shutting down{tail}"
             case WebSocketOpened() | WebSocketClosed():

@@ -81,6 +81,13 @@ def describe_source(
     return "default"
 
 
+class _HeaderType(click.ParamType):
+    """A 'Name: value' header; one per line when given in DEVSERVE_HEADER."""
+
+    name = "header"
+    envvar_list_splitter = "\n"
+
+
 def _split_header(
     _ctx: click.Context, _param: click.Parameter, values: Sequence[str]
 ) -> tuple[tuple[str, str], ...]:
@@ -215,6 +222,7 @@ OPTIONS = [
     _opt(
         "--header",
         "headers",
+        type=_HeaderType(),
         multiple=True,
         callback=_split_header,
         help="Add a default response header 'Name: value' (repeatable).",
@@ -437,11 +445,14 @@ def load_pyproject_defaults(start: Path, command: click.Command) -> dict[str, An
         by_flag[param.name] = param.name
         for opt in getattr(param, "opts", []):
             by_flag[opt.lstrip("-").replace("-", "_")] = param.name
+    multiple = {p.name for p in command.params if getattr(p, "multiple", False)}
     defaults: dict[str, Any] = {}
     for key, value in table.items():
         name = by_flag.get(key.replace("-", "_"))
         if name is None:
             raise ConfigError([f"unknown key {key!r} in [tool.devserve] of {path}"])
+        if isinstance(value, list) and name not in multiple:
+            value = ",".join(str(item) for item in value)  # noqa: PLW2901 - a TOML list
         defaults[name] = value
     return defaults
 

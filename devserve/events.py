@@ -199,16 +199,17 @@ def from_wire(wire: Mapping[str, Any]) -> Event:
     if kind is None:
         msg = f"unknown event kind {wire.get('k')!r}"
         raise ValueError(msg)
-    if kind is AppErrored:
-        data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
-    if kind is ServerStarted:
-        data["urls"] = tuple(data["urls"])
-    if kind is ModulesLoaded:
-        data["names"] = tuple(data["names"])
-    if kind is WebSocketOpened and data["client"] is not None:
-        data["client"] = tuple(data["client"])
     try:
+        if kind is AppErrored:
+            data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
+        if kind is ServerStarted:
+            data["urls"] = tuple(data["urls"])
+        if kind is ModulesLoaded:
+            data["names"] = tuple(data["names"])
+        if kind is WebSocketOpened and data["client"] is not None:
+            data["client"] = tuple(data["client"])
         event: Event = kind(**data)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from exc
+    except (TypeError, KeyError) as exc:
+        msg = f"invalid {kind.__name__} event: {exc}"
+        raise ValueError(msg) from None
     return event

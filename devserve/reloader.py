@@ -15,9 +15,10 @@ from devserve.accesslog import LineReporter, should_color
 from devserve.config import Config
 from devserve.errors import CertificateError
 from devserve.events import LogLine
+from devserve.mounts import decide_polling
 from devserve.sockets import bind
 from devserve.supervisor import Supervisor
-from devserve.watch import ChangeBatch, WatchSettings, decide_polling, watch_changes
+from devserve.watch import ChangeBatch, WatchSettings, watch_changes
 
 EXIT_RUNTIME_FAILURE = 1
 DEPENDENCY_FILES = (

@@ -40,7 +40,6 @@ STOP_GRACE_S = 2.0
 MAX_WATCHER_RESTARTS = 3
 
 
-
 class AwatchFunction(Protocol):
     """The slice of `watchfiles.awatch` devserve uses; tests pass a scripted fake."""
 

@@ -330,11 +330,6 @@ def test_closed_stream_is_swallowed() -> None:
     LineReporter(stream, color=False)(_request())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ServerStarted/ServerStopping lines carry an INFO prefix but ignore log_level: "
-    "they are still written at --log-level warning/error (uvicorn hides them)",
-)
 @pytest.mark.parametrize("event", [STARTED, ServerStopping(0)], ids=["started", "stopping"])
 def test_info_lifecycle_lines_respect_log_level(event: Event) -> None:
     assert _plain(log_level="error").format(event) is None
