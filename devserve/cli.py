@@ -81,7 +81,7 @@ def describe_source(
     return "default"
 
 
-class _HeaderType(click.ParamType):
+class _HeaderType(click.ParamType[str]):
     """A 'Name: value' header; one per line when given in DEVSERVE_HEADER."""
 
     name = "header"
