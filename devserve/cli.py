@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -81,7 +81,13 @@ def describe_source(
     return "default"
 
 
-class _HeaderType(click.ParamType[str]):
+if TYPE_CHECKING:
+    _StrParamType = click.ParamType[str]
+else:  # click < 8.2 has no generic ParamType at run time
+    _StrParamType = click.ParamType
+
+
+class _HeaderType(_StrParamType):
     """A 'Name: value' header; one per line when given in DEVSERVE_HEADER."""
 
     name = "header"
