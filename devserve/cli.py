@@ -223,7 +223,7 @@ OPTIONS = [
         "timeout_graceful_shutdown_s",
         type=float,
         default=None,
-        help="Seconds to let requests finish on shutdown [default: 10].",
+        help="Seconds to let requests finish on shutdown [default: 10; 1 with --reload].",
     ),
     _opt(
         "--header",
@@ -390,8 +390,12 @@ def serve_command(ctx: click.Context, /, app: str | None, **values: Any) -> int:
     app/main.py and src/.
     """
     sources = {name: describe_source(ctx, p) for p in ctx.command.params if (name := p.name)}
-    for compat in ("http", "use_colors"):
-        values.pop(compat, None)
+    values.pop("http", None)
+    environ = dict(os.environ)
+    use_colors = values.pop("use_colors", None)
+    if use_colors is not None:
+        environ.pop("NO_COLOR" if use_colors else "FORCE_COLOR", None)
+        environ["FORCE_COLOR" if use_colors else "NO_COLOR"] = "1"
     if app is None:
         app = _discover(Path(values["app_dir"]))
     try:
@@ -403,10 +407,10 @@ def serve_command(ctx: click.Context, /, app: str | None, **values: Any) -> int:
     if config.reload:
         from devserve.reloader import run_reload  # noqa: PLC0415 - keep --help and errors fast
 
-        return run_reload(config, dict(os.environ))
+        return run_reload(config, environ)
     from devserve.runner import run_single  # noqa: PLC0415
 
-    return run_single(config, dict(os.environ))
+    return run_single(config, environ)
 
 
 def _discover(app_dir: Path) -> str:
