@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,6 @@ class ThreadedServer:
 
 def _module_app(app: ASGIApp) -> str:
     """Register `app` in a throwaway module so the Worker can import it by name."""
-    import types
-
     name = f"_devserve_test_app_{id(app)}"
     module = types.ModuleType(name)
     module.app = app  # type: ignore[attr-defined]

@@ -106,7 +106,9 @@ def test_protocols_are_sans_io(name: str) -> None:
 def test_worker_never_imports_ui_or_watcher(name: str) -> None:
     for module in _devserve_closure(name, MODULES):
         roots = {i.split(".")[0] for i in _top_level_imports(MODULES[module])}
-        assert not roots & WORKER_FORBIDDEN, f"{name} -> {module} imports {roots & WORKER_FORBIDDEN}"
+        assert not roots & WORKER_FORBIDDEN, (
+            f"{name} -> {module} imports {roots & WORKER_FORBIDDEN}"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("tui")))

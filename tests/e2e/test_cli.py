@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import textwrap
@@ -274,10 +275,8 @@ def test_graceful_shutdown_is_bounded_and_second_signal_forces(tmp_path: Path) -
 
 
 def _swallow(func: object) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         func()  # type: ignore[operator]
-    except httpx.HTTPError:
-        pass
 
 
 def _connections_open(pid: int) -> bool:

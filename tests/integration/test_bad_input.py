@@ -174,19 +174,21 @@ def test_fast_uploader_cannot_outrun_the_app() -> None:
         await send({"type": "http.response.body", "body": b"ok"})
         received.append(1)
 
-    with serve_in_thread(
-        app, lifespan="off", timeout_request_body_s=10.0, timeout_graceful_shutdown_s=0.5
-    ) as srv:
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-            total = 200 * 1024 * 1024
-            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
-            sock.settimeout(1.0)
-            pushed = 0
-            block = b"y" * 65536
-            try:
-                while pushed < total:
-                    pushed += sock.send(block)
-            except TimeoutError:
-                pass
-            assert pushed < 64 * 1024 * 1024, f"server accepted {pushed} bytes unread"
+    with (
+        serve_in_thread(
+            app, lifespan="off", timeout_request_body_s=10.0, timeout_graceful_shutdown_s=0.5
+        ) as srv,
+        socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        total = 200 * 1024 * 1024
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+        sock.settimeout(1.0)
+        pushed = 0
+        block = b"y" * 65536
+        try:
+            while pushed < total:
+                pushed += sock.send(block)
+        except TimeoutError:
+            pass
+        assert pushed < 64 * 1024 * 1024, f"server accepted {pushed} bytes unread"

@@ -17,16 +17,10 @@ from pathlib import Path
 import pytest
 import watchfiles
 
-from devserve.watch import (
-    AwatchFunction,
-    ChangeBatch,
-    PollingDecision,
-    RawChanges,
-    WatchPlan,
-    WatchSettings,
-    poll_changes,
-    watch_changes,
-)
+from devserve.mounts import PollingDecision
+from devserve.poller import RawChanges, poll_changes
+from devserve.watch import AwatchFunction, ChangeBatch, WatchSettings, watch_changes
+from devserve.watchplan import WatchPlan
 
 DELAY_MS = 50
 QUIET_S = DELAY_MS / 1000 + 0.5  # the step plus margin for the watcher thread and hashing
