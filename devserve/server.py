@@ -38,10 +38,13 @@ import h11
 from devserve.events import AppErrored, Event, RequestCompleted, TracebackFrame
 from devserve.protocol.http11 import (
     ProtocolFailed,
+    ResponseError,
     ResponseHeaders,
+    ResponseWriter,
     build_error_response,
     check_framing,
     check_head,
+    wants_close,
 )
 from devserve.websocket_server import WebSocketProtocol, WebSocketSettings
 
@@ -251,7 +254,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         cycle.on_body_end()
         if cycle.is_complete:
-            self._next_cycle()
+            self._next_cycle(cycle)
 
     def _on_request(self, event: h11.Request) -> None:
         self._cancel_timer()
@@ -271,7 +274,9 @@ class HttpProtocol(asyncio.Protocol):
             self._switch_to_websocket(event, headers)
             return
         scope = self._build_scope(event, headers)
-        cycle = RequestCycle(self, scope)
+        cycle = RequestCycle(
+            self, scope, is_close_requested=wants_close(event.http_version, headers)
+        )
         self.cycle = cycle
         task = self.loop.create_task(cycle.run())
         ctx.tasks.add(task)
@@ -342,27 +347,37 @@ class HttpProtocol(asyncio.Protocol):
         websocket.connection_made(self.transport)
         websocket.data_received(head + rest)
 
-    def _next_cycle(self) -> None:
-        """The response is done and the request fully read: keep alive or close."""
+    def _next_cycle(self, cycle: RequestCycle) -> None:
+        """The response is done and the request fully read: keep alive or close.
+
+        The next request is parsed by a fresh h11 connection fed the bytes left over from
+        this one (pipelined requests): responses are not sent through h11, so its state
+        machine is only ever used for one request.
+        """
         conn = self.conn
         self.cycle = None
-        if conn.our_state is h11.MUST_CLOSE or self.ctx.is_draining:
-            self.transport.close()
-            self.is_closed = True
+        leftover, is_peer_closed = conn.trailing_data
+        if cycle.writer.must_close or self.ctx.is_draining or is_peer_closed:
+            self.close()
             return
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            self.is_waiting_head_bytes = False
+        if conn.their_state is h11.DONE:
+            self.conn = h11.Connection(
+                h11.SERVER,
+                max_incomplete_event_size=self.ctx.config.h11_max_incomplete_event_size,
+            )
+            if leftover:
+                self.conn.receive_data(leftover)
+            self.is_waiting_head_bytes = bool(leftover)
             self._arm(self.ctx.config.timeout_keep_alive_s, self._on_idle_timeout)
             if self.is_read_paused:
                 self.is_read_paused = False
                 self.transport.resume_reading()
             self._handle_events()
 
-    def response_finished(self) -> None:
+    def response_finished(self, cycle: RequestCycle) -> None:
         """Called by the cycle when its last byte is written."""
-        if self.conn.their_state is h11.DONE or self.conn.our_state is h11.MUST_CLOSE:
-            self._next_cycle()
+        if self.conn.their_state is h11.DONE or cycle.writer.must_close:
+            self._next_cycle(cycle)
         elif self.is_read_paused:
             # The app answered without reading the whole body; keep reading to discard it.
             self.is_read_paused = False
@@ -484,14 +499,24 @@ class RequestCycle:
         "pending_head",
         "protocol",
         "scope",
+        "sent_continue",
         "started_at",
         "status",
         "waiter",
+        "writer",
     )
 
-    def __init__(self, protocol: HttpProtocol, scope: dict[str, Any]) -> None:
+    def __init__(
+        self, protocol: HttpProtocol, scope: dict[str, Any], *, is_close_requested: bool
+    ) -> None:
         self.protocol = protocol
         self.scope = scope
+        self.writer = ResponseWriter(
+            is_head=scope["method"] == "HEAD",
+            is_http10=scope["http_version"] == "1.0",
+            is_close_requested=is_close_requested,
+        )
+        self.sent_continue = False
         self.is_body_delivered = False
         self.started_at = protocol.loop.time()
         self.is_head = scope["method"] == "HEAD"
@@ -555,9 +580,13 @@ class RequestCycle:
                 await self.waiter
             return {"type": "http.disconnect"}
         if self.more_body and not self.body and not self.disconnected:
-            if protocol.conn.client_is_waiting_for_100_continue and not self.is_started:
-                continue_ = h11.InformationalResponse(status_code=100, headers=[])
-                protocol.transport.write(protocol.conn.send(continue_) or b"")
+            if (
+                protocol.conn.client_is_waiting_for_100_continue
+                and not self.is_started
+                and not self.sent_continue
+            ):
+                self.sent_continue = True
+                protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.waiter = protocol.loop.create_future()
             protocol.arm_body_timer(self._on_body_timeout)
             await self.waiter
@@ -601,28 +630,25 @@ class RequestCycle:
         # carry a content-length instead of chunked framing, in a single write.
         self.pending_head = headers
 
-    def _head(self, headers: list[tuple[bytes, bytes]]) -> bytes:
-        status = self.status
-        response = h11.Response(
-            status_code=status, headers=headers, reason=_REASONS.get(status, b"")
-        )
-        return self.protocol.conn.send(response) or b""
-
     async def _body(self, body: bytes, *, more: bool) -> None:
         protocol = self.protocol
-        conn = protocol.conn
+        writer = self.writer
         data = b""
         headers = self.pending_head
         if headers is not None:
             self.pending_head = None
-            if not more and (body or not self.is_head) and not _has_framing(headers):
-                headers.append((b"content-length", b"%d" % len(body)))
-            data = self._head(headers)
-        if body and not self.is_head:
-            data += conn.send(h11.Data(data=body)) or b""
+            status = self.status
+            try:
+                data = writer.head(
+                    status, _REASONS.get(status, b""), headers, None if more else len(body)
+                )
+            except ResponseError:
+                self.is_started = False  # nothing was sent: the app boundary answers 500
+                raise
+        data += writer.body(body, more=more)
+        if writer.sends_body:
             self.bytes_out += len(body)
         if not more:
-            data += conn.send(h11.EndOfMessage()) or b""
             self.is_complete = True
         if data and not protocol.is_closed:
             protocol.transport.write(data)
@@ -635,7 +661,7 @@ class RequestCycle:
         self._report()
         self._wake()
         if not self.protocol.is_closed:
-            self.protocol.response_finished()
+            self.protocol.response_finished(self)
 
     def _report(self) -> None:
         emit = self.protocol.ctx.emit
@@ -743,14 +769,6 @@ def _origin_form(target: bytes) -> bytes:
 
 def _ignore(_event: Event) -> None:
     return None
-
-
-def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, _ in headers:
-        lowered = name.lower()
-        if lowered in {b"content-length", b"transfer-encoding"}:
-            return True
-    return False
 
 
 def _is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:

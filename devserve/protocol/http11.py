@@ -16,6 +16,7 @@ End of input is ``receive_data(b"")``, as in h11.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -157,3 +158,136 @@ _REASONS = {
     501: b"Not Implemented",
     503: b"Service Unavailable",
 }
+
+
+class ResponseError(Exception):
+    """The application's response breaks HTTP framing (bad header, wrong body length)."""
+
+
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ResponseWriter:
+    """Serialise one response, choosing its framing once from the head.
+
+    h11 parses requests; responses are written here because h11's general-purpose send
+    path (event objects, validation, state machine) was a quarter of the CPU time per
+    request. The rules are RFC 9112's:
+
+    * a ``content-length`` from the app is enforced: more body bytes than announced, or
+      fewer at the end, raise `ResponseError` (the shell then closes the connection);
+    * otherwise HTTP/1.1 gets chunked encoding, and HTTP/1.0 a close-delimited body;
+    * HEAD, 1xx, 204 and 304 responses carry no body bytes;
+    * the connection closes after the response when the request asked for it, the
+      response says so, the body is close-delimited, or the server is draining.
+
+    Header names must be tokens and values may not hold CR, LF or NUL, so an app cannot
+    inject a header or a second response.
+
+    Args:
+        is_head: the request was HEAD.
+        is_http10: the request was HTTP/1.0.
+        is_close_requested: the request (or the server) wants the connection closed.
+    """
+
+    __slots__ = ("is_chunked", "is_head", "is_http10", "must_close", "remaining", "sends_body")
+
+    def __init__(self, *, is_head: bool, is_http10: bool, is_close_requested: bool) -> None:
+        self.is_head = is_head
+        self.is_http10 = is_http10
+        self.must_close = is_close_requested or is_http10
+        self.is_chunked = False
+        self.remaining: int | None = None
+        self.sends_body = not is_head
+
+    def head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body_len: int | None
+    ) -> bytes:
+        """The status line and headers.
+
+        Args:
+            status: the status code (100-999).
+            reason: the reason phrase.
+            headers: every header to send (the shell added its defaults).
+            body_len: the whole body's length when known now (single-chunk response).
+
+        Raises:
+            ResponseError: an invalid status or header.
+        """
+        if not 100 <= status <= 999:  # noqa: PLR2004 - the HTTP status range
+            msg = f"invalid status code {status}"
+            raise ResponseError(msg)
+        if status < 200 or status in _NO_BODY_STATUSES:  # noqa: PLR2004
+            self.sends_body = False
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        has_length = has_connection = False
+        for name, value in headers:
+            if _TOKEN.fullmatch(name) is None or b"\r" in value or b"\n" in value or b"\0" in value:
+                msg = f"invalid response header {name!r}: {value!r}"
+                raise ResponseError(msg)
+            lowered = name.lower()
+            if lowered == b"content-length":
+                has_length = True
+                self.remaining = _content_length(value)
+            elif lowered == b"transfer-encoding":
+                continue  # framing is ours to choose
+            elif lowered == b"connection":
+                has_connection = True
+                if b"close" in value.lower():
+                    self.must_close = True
+            lines.append(b"%s: %s\r\n" % (name, value))
+        if not has_length and self.sends_body:
+            lines.append(self._framing(body_len))
+        if self.must_close and not has_connection:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _framing(self, body_len: int | None) -> bytes:
+        """The framing header when the app gave no content-length."""
+        if body_len is not None:
+            self.remaining = body_len
+            return b"content-length: %d\r\n" % body_len
+        if self.is_http10:
+            self.must_close = True
+            return b""
+        self.is_chunked = True
+        return b"transfer-encoding: chunked\r\n"
+
+    def body(self, data: bytes, *, more: bool) -> bytes:
+        """Frame one body chunk (and the end of the body when ``more`` is false).
+
+        Raises:
+            ResponseError: the body does not match the announced content-length.
+        """
+        if not self.sends_body:
+            return b""
+        if self.remaining is not None:
+            self.remaining -= len(data)
+            if self.remaining < 0 or (not more and self.remaining > 0):
+                msg = "response body does not match its content-length"
+                raise ResponseError(msg)
+        if not self.is_chunked:
+            return data
+        out = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+        return out + b"0\r\n\r\n" if not more else out
+
+
+def _content_length(value: bytes) -> int:
+    if not value.isdigit():
+        msg = f"invalid content-length {value!r}"
+        raise ResponseError(msg)
+    return int(value)
+
+
+def wants_close(http_version: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether a request asks to close the connection after its response."""
+    for name, value in headers:
+        if name == b"connection":
+            tokens = {t.strip() for t in value.lower().split(b",")}
+            if b"close" in tokens:
+                return True
+            if http_version == b"1.0" and b"keep-alive" in tokens:
+                return False
+    return http_version == b"1.0"
