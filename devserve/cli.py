@@ -282,7 +282,7 @@ OPTIONS = [
         "--reload-delay",
         "reload_delay_s",
         type=float,
-        default=0.05,
+        default=0.02,
         show_default=True,
         help="Quiet period in seconds that groups a burst of changes into one reload.",
     ),

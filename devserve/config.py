@@ -90,7 +90,7 @@ class Config:
     reload_dirs: tuple[str, ...] = ()
     reload_includes: tuple[str, ...] = ()
     reload_excludes: tuple[str, ...] = ()
-    reload_delay_s: float = 0.05
+    reload_delay_s: float = 0.02
     reload_strategy: ReloadStrategy = "swap"
     reload_preload: bool = True
     reload_polling: bool | None = None

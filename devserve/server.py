@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from devserve.forwarded import TrustedProxies
 
 _READ_HIGH_WATER = 256 * 1024
+#: How long an idle kept-alive connection stays open once draining began.
+DRAIN_LINGER_S = 0.5
 _ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -126,12 +128,13 @@ class ServerContext:
     def drain(self) -> None:
         """Begin draining: idle and busy HTTP connections, and WebSockets.
 
-        Idle connections close now, busy ones after their response, WebSockets with 1012
-        (service restart) so clients know to reconnect.
+        Idle connections linger briefly (see `HttpProtocol.drain`), busy ones close after
+        their response, WebSockets with 1012 (service restart) so clients reconnect.
         """
         self.is_draining = True
+        linger_s = min(DRAIN_LINGER_S, self.config.graceful_s / 2)
         for connection in list(self.connections):
-            connection.drain()
+            connection.drain(linger_s)
         for websocket in list(self.websockets):
             websocket.shutdown()
 
@@ -412,10 +415,17 @@ class HttpProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             await waiter
 
-    def drain(self) -> None:
-        """Graceful stop: close now when idle, else after the current response."""
-        if self.cycle is None:
-            self.close()
+    def drain(self, linger_s: float) -> None:
+        """Graceful stop: busy connections close after their current response.
+
+        An idle kept-alive connection is not closed at once: a request may already be on
+        the wire, and closing under it loses that request (clients do not retry a POST).
+        It lingers for `linger_s`; a request arriving meanwhile is answered with
+        ``connection: close``.
+        """
+        is_idle = self.cycle is None and self.conn.their_state is h11.IDLE
+        if is_idle and not self.is_closed and not self.conn.trailing_data[0]:
+            self._arm(linger_s, self._on_idle_timeout)
 
     def close(self) -> None:
         """Close after pending writes are flushed."""
