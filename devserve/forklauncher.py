@@ -148,6 +148,12 @@ class ForkServerLauncher:
         def gone() -> None:
             loop.remove_reader(pidfd)
             os.close(pidfd)
+            # A worker whose fork server was rebuilt is now our child (we are a subreaper):
+            # reap it ourselves; otherwise its fork server reports the exit code.
+            with contextlib.suppress(ChildProcessError, OSError):
+                reaped, status = os.waitpid(pid, os.WNOHANG)
+                if reaped == pid and not exited.done():
+                    exited.set_result(os.waitstatus_to_exitcode(status))
             loop.call_later(0.2, unknown_code)
 
         loop.add_reader(pidfd, gone)

@@ -131,7 +131,7 @@ class ForkServer:
         # still exits when the supervisor dies (end-of-file on the parent pipe).
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor's SIGTERM stops workers
         self.control.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -32,6 +32,8 @@ from devserve.events import Event, EventsDropped, from_wire, to_wire
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 1024 * 1024
+#: Events per frame; a chunk that still encodes too large is split in halves.
+EVENTS_PER_FRAME = 2048
 
 
 class FrameEncoder:
@@ -82,7 +84,7 @@ class FrameDecoder:
             try:
                 items = json.loads(payload)
                 events.extend(from_wire(item) for item in items)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 msg = f"malformed event frame: {exc}"
                 raise IPCError(msg) from None
         return events
@@ -139,13 +141,22 @@ class EventSender:
         if self.dropped and len(self._unsent) <= self.max_pending_bytes:
             self._batch.append(EventsDropped(count=self.dropped))
             self.dropped = 0
-        if self._batch:
-            batch, self._batch = self._batch, []
-            try:
-                self._unsent += self._encoder.encode(batch)
-            except FrameTooLarge:
-                self.dropped += len(batch)
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), EVENTS_PER_FRAME):
+            self._encode(batch[start : start + EVENTS_PER_FRAME])
         self._write()
+
+    def _encode(self, chunk: list[Event]) -> None:
+        """Append `chunk` as one frame, or as several when it is too large for one."""
+        try:
+            self._unsent += self._encoder.encode(chunk)
+        except FrameTooLarge:
+            if len(chunk) == 1:
+                self.dropped += 1  # one event over a megabyte: not worth the channel
+                return
+            middle = len(chunk) // 2
+            self._encode(chunk[:middle])
+            self._encode(chunk[middle:])
 
     def close(self) -> None:
         """Flush what can be written now (blocking briefly) and close the channel."""
@@ -173,6 +184,10 @@ class EventSender:
                 return
             del self._unsent[:written]
         self._stop_writer()
+        if self.dropped and not self._is_scheduled and self._loop is not None:
+            # Room again: say how many events were lost without waiting for a new one.
+            self._is_scheduled = True
+            self._loop.call_soon(self.flush)
 
     def _start_writer(self) -> None:
         if not self._is_writer_on and self._loop is not None:

@@ -232,6 +232,9 @@ class ReloadPolicy:
         self._note_change(event)
         actions = self._drain(self.pending)
         self.pending = None
+        if self.strategy is Strategy.RESTART:
+            self.phase = Phase.RESTARTING  # spawn once the superseded one is gone
+            return actions
         return [*actions, self._spawn()]
 
     def _restarting_changed(self, event: FilesChanged) -> list[Action]:

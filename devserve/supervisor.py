@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -58,6 +60,7 @@ from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
 
 Reporter = Callable[[Event], None]
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 class Launcher(Protocol):
@@ -141,6 +144,7 @@ class Supervisor:
     async def run(self) -> int:
         """Serve until stopped; return the exit code."""
         loop = asyncio.get_running_loop()
+        become_subreaper()
         if isinstance(self.launcher, ForkServerLauncher):
             await self.launcher.start()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -298,6 +302,18 @@ class Supervisor:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (Linux only).
+
+    A worker outliving a rebuilt fork server stays ours to stop and to reap, instead of
+    becoming a zombie of init.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _signal_name(number: int) -> str:

@@ -90,11 +90,13 @@ class Worker:
         app: ASGIApp | None = None,
         parent_fd: int | None = None,
         on_ready: Callable[[], None] | None = None,
+        stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
     ) -> None:
         self.config = config
         self.app = app
         self.parent_fd = parent_fd
         self.on_ready = on_ready
+        self.stop_signals = stop_signals
         self.listeners = list(listeners)
         self.emit = emit
         self.ssl_context = ssl_context
@@ -168,7 +170,7 @@ class Worker:
             self.request_stop()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in self.stop_signals:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self.request_stop)
 

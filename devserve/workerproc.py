@@ -38,6 +38,9 @@ from devserve.sockets import Listener
 from devserve.worker import Worker, loop_factory, run_coroutine
 
 _PR_SET_PDEATHSIG = 1
+#: A terminal's Ctrl+C reaches the whole process group; under the supervisor only its
+#: SIGTERM stops a worker, so one Ctrl+C is one graceful stop.
+RELOAD_STOP_SIGNALS = (signal.SIGTERM,)
 EXIT_STARTUP_FAILURE = 3
 
 
@@ -157,6 +160,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         ssl_context=ssl_context,
         started_at=started_at,
         parent_fd=handoff.parent_fd,
+        stop_signals=RELOAD_STOP_SIGNALS,
         on_ready=lambda: emit(
             ModulesLoaded(third_party_modules(sys.modules, handoff.project_dirs))
         ),
@@ -176,6 +180,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
             ssl_context=ssl_context,
             started_at=started_at,
             parent_fd=handoff.parent_fd,
+            stop_signals=RELOAD_STOP_SIGNALS,
             app=error_app(failure),
         )
         run_coroutine(fallback.serve(), factory)
@@ -187,6 +192,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of a spawned worker."""
     started_at = time.monotonic()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     args = sys.argv[1:] if argv is None else argv
     handoff = Handoff.from_json(args[0])
