@@ -25,6 +25,7 @@ descriptor as ancillary data (SCM_RIGHTS)::
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -111,6 +112,9 @@ class ForkServer:
 
     def _fork(self, handoff: Handoff, events_fd: int) -> None:
         handoff = replace(handoff, events_fd=events_fd)
+        # Move everything preloaded out of the collector's reach: a child whose GC walks
+        # the inherited heap touches (and so copies) every page of it after fork.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the new worker
             code = 1
