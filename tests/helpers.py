@@ -302,3 +302,19 @@ def recv_until(sock: socket.socket, done: Callable[[bytes], bool], timeout_s: fl
             break
         data += chunk
     return data
+
+
+def has_open_connection(pid: int) -> bool:
+    """True when process `pid` holds an established TCP connection (Linux /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] == "01" and parts[9] in inodes:
+                return True
+    return False

@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from devserve import __version__
-from tests.helpers import assert_no_children, run_cli, start_server_cli, stop_cli, wait_until
+from tests.helpers import (
+    assert_no_children,
+    has_open_connection,
+    run_cli,
+    start_server_cli,
+    stop_cli,
+    wait_until,
+)
 
 HELLO = """
 async def app(scope, receive, send):
@@ -249,7 +256,7 @@ def test_ctrl_c_lets_in_flight_request_finish(tmp_path: Path) -> None:
     thread.start()
     wait_until(lambda: any("GET" in line for line in cli.lines) or thread.is_alive(), 5)
     # The request is in flight when the signal arrives.
-    wait_until(lambda: _connections_open(cli.proc.pid), 5)
+    wait_until(lambda: has_open_connection(cli.proc.pid), 5)
     code = stop_cli(cli, signal.SIGINT)
     thread.join(10)
     assert code == 0
@@ -265,7 +272,7 @@ def test_graceful_shutdown_is_bounded_and_second_signal_forces(tmp_path: Path) -
         target=lambda: _swallow(lambda: httpx.get(cli.url + "/?60", timeout=20))
     )
     thread.start()
-    wait_until(lambda: _connections_open(cli.proc.pid), 5)
+    wait_until(lambda: has_open_connection(cli.proc.pid), 5)
     cli.proc.send_signal(signal.SIGINT)
     cli.wait_for("shutting down")
     code = stop_cli(cli, signal.SIGINT, timeout_s=5)
@@ -277,22 +284,3 @@ def test_graceful_shutdown_is_bounded_and_second_signal_forces(tmp_path: Path) -
 def _swallow(func: object) -> None:
     with contextlib.suppress(httpx.HTTPError):
         func()  # type: ignore[operator]
-
-
-def _connections_open(pid: int) -> bool:
-    """True when the server process has an established TCP connection."""
-    fds = Path(f"/proc/{pid}/fd")
-    inodes = set()
-    for fd in fds.iterdir():
-        try:
-            target = fd.readlink().as_posix()
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            parts = line.split()
-            if parts[3] == "01" and parts[9] in inodes:
-                return True
-    return False

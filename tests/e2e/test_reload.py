@@ -25,6 +25,7 @@ from tests.helpers import (
     CLIProcess,
     assert_no_children,
     descendants,
+    has_open_connection,
     start_server_cli,
     stop_cli,
     wait_until,
@@ -403,7 +404,7 @@ def _ctrl_c_with_request_in_flight(tmp_path: Path, *, whole_group: bool) -> None
         try:
             worker = the_worker(cli)
             thread.start()
-            wait_until(lambda: _connections_open(worker), 5)
+            wait_until(lambda: has_open_connection(worker), 5)
             if whole_group:  # what a terminal's Ctrl+C does
                 os.killpg(cli.proc.pid, signal.SIGINT)
             else:
@@ -508,19 +509,3 @@ def test_env_file_edit_reloads_with_new_values(tmp_path: Path) -> None:
         wait_served(cli, 200, "bonjour|missing")
         cli.wait_for(r"reloaded in .*\(.*\.env\)")
         assert reloads(cli) == 1
-
-
-def _connections_open(pid: int) -> bool:
-    """True when process `pid` has an established TCP connection."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            parts = line.split()
-            if parts[3] == "01" and parts[9] in inodes:
-                return True
-    return False
