@@ -284,3 +284,17 @@ def test_graceful_shutdown_is_bounded_and_second_signal_forces(tmp_path: Path) -
 def _swallow(func: object) -> None:
     with contextlib.suppress(httpx.HTTPError):
         func()  # type: ignore[operator]
+
+
+def test_bundled_examples_serve(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for app, path, expected in (
+        ("hello.py", "/x", "Hello from devserve! You asked for /x\n"),
+        ("fastapi_app.py", "/", '{"message":"Hello from devserve"}'),
+    ):
+        cli = start_server_cli([str(examples / app)], tmp_path)
+        try:
+            assert httpx.get(cli.url + path, timeout=5).text == expected
+        finally:
+            assert stop_cli(cli) == 0
+        assert_no_children(cli.proc.pid)
