@@ -282,7 +282,7 @@ OPTIONS = [
         "--reload-delay",
         "reload_delay_s",
         type=float,
-        default=0.02,
+        default=0.005,
         show_default=True,
         help="Quiet period in seconds that groups a burst of changes into one reload.",
     ),
@@ -365,6 +365,24 @@ OPTIONS = [
         default=None,
         help="CA certificates file (for client certificates).",
     ),
+    _opt(
+        "--https",
+        is_flag=True,
+        default=False,
+        help="Serve HTTPS with a certificate from the local devserve CA (made on first use).",
+    ),
+    _opt(
+        "--https-port",
+        type=int,
+        default=None,
+        help="Serve HTTPS on this port and keep plain HTTP on --port [default: HTTPS on --port].",
+    ),
+    _opt(
+        "--cert-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Where --https keeps its CA and certificate [default: per-user data directory].",
+    ),
 ]
 
 
@@ -398,6 +416,10 @@ def serve_command(ctx: click.Context, /, app: str | None, **values: Any) -> int:
         environ["FORCE_COLOR" if use_colors else "NO_COLOR"] = "1"
     if app is None:
         app = _discover(Path(values["app_dir"]))
+    if values.get("https") and values.get("cert_dir") is None:
+        from devserve.certs import default_cert_dir  # noqa: PLC0415 - HTTPS users only
+
+        values["cert_dir"] = str(default_cert_dir(environ))
     try:
         config = Config.from_options({"app": app, **values}, sources)
     except ConfigError as exc:

@@ -86,11 +86,14 @@ class Config:
     ssl_certfile: str | None = None
     ssl_keyfile_password: str | None = None
     ssl_ca_certs: str | None = None
+    https: bool = False
+    https_port: int | None = None
+    cert_dir: str | None = None
     reload: bool = False
     reload_dirs: tuple[str, ...] = ()
     reload_includes: tuple[str, ...] = ()
     reload_excludes: tuple[str, ...] = ()
-    reload_delay_s: float = 0.02
+    reload_delay_s: float = 0.005
     reload_strategy: ReloadStrategy = "swap"
     reload_preload: bool = True
     reload_polling: bool | None = None
@@ -111,8 +114,8 @@ class Config:
 
     @property
     def is_tls(self) -> bool:
-        """Whether connections are served over TLS."""
-        return self.ssl_certfile is not None
+        """Whether connections are served over TLS (all of them, or with `https_port` some)."""
+        return self.ssl_certfile is not None or self.https
 
     @classmethod
     def from_options(
@@ -182,6 +185,11 @@ def _value_problems(config: Config) -> list[tuple[str, str]]:
     """(field, why) for each field whose value is out of range."""
     checks: list[tuple[str, bool, str]] = [
         ("port", 0 <= config.port <= MAX_PORT, f"is not between 0 and {MAX_PORT}"),
+        (
+            "https_port",
+            config.https_port is None or 0 <= config.https_port <= MAX_PORT,
+            f"is not between 0 and {MAX_PORT}",
+        ),
         ("fd", config.fd is None or config.fd >= 0, "must be a non-negative file descriptor"),
         ("backlog", config.backlog >= 1, "must be at least 1"),
         ("loop", config.loop in LOOP_NAMES, f"is not one of {', '.join(LOOP_NAMES)}"),
@@ -222,6 +230,7 @@ def _combination_problems(config: Config, sources: Mapping[str, str]) -> list[st
         problems.append("--uds and --fd cannot be used together")
     if (config.ssl_keyfile is None) != (config.ssl_certfile is None):
         problems.append("--ssl-keyfile and --ssl-certfile must be given together")
+    problems.extend(_https_problems(config))
     for name, value in config.headers:
         if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n\0"):
             where = sources.get("headers", "default")
@@ -237,6 +246,27 @@ def _combination_problems(config: Config, sources: Mapping[str, str]) -> list[st
                 f"invalid value for --forwarded-allow-ips (from {where}): {entry!r} is not an "
                 "IP address or network"
             )
+    return problems
+
+
+def _https_problems(config: Config) -> list[str]:
+    """``--https`` makes its own certificate: it excludes the user's and needs a directory."""
+    problems = []
+    if config.https and config.ssl_certfile is not None:
+        problems.append(
+            "--https and --ssl-certfile cannot be used together: --https makes its own certificate"
+        )
+    if config.https and not config.cert_dir:
+        problems.append("--https needs a certificate directory (--cert-dir)")
+    if config.https_port is not None and not config.https:
+        problems.append("--https-port needs --https")
+    if (
+        config.https_port
+        and config.https_port == config.port
+        and config.uds is None
+        and config.fd is None
+    ):
+        problems.append("--https-port must differ from --port")
     return problems
 
 

@@ -1,6 +1,10 @@
 """What the supervisor hands a worker process: file descriptors and settings, as JSON.
 
 Kept apart from the worker so the supervisor can build it without importing the server.
+
+``tls`` names the certificate and key; ``tls_listen_fds`` says which listening sockets
+serve TLS with them (with ``--https-port`` one port stays plain). When the builder leaves
+it out, it is read from the URLs: an ``https`` URL is a TLS listener.
 """
 
 from __future__ import annotations
@@ -21,6 +25,20 @@ class Handoff:
     generation: int
     project_dirs: tuple[str, ...]
     tls: tuple[str, str] | None = None
+    tls_listen_fds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Fill `tls_listen_fds` from the URL schemes when it was not given."""
+        if self.tls_listen_fds is None:
+            fds: tuple[int, ...] = ()
+            if self.tls is not None:
+                pairs = zip(self.listen_fds, self.urls, strict=True)
+                fds = tuple(fd for fd, url in pairs if url.startswith("https"))
+            object.__setattr__(self, "tls_listen_fds", fds)
+
+    def is_tls_fd(self, fd: int) -> bool:
+        """Whether the listening socket `fd` serves TLS."""
+        return self.tls is not None and fd in (self.tls_listen_fds or ())
 
     def to_json(self) -> str:
         """Serialise for the command line or the fork server."""
@@ -34,6 +52,7 @@ class Handoff:
                 "generation": self.generation,
                 "project_dirs": list(self.project_dirs),
                 "tls": list(self.tls) if self.tls else None,
+                "tls_listen_fds": list(self.tls_listen_fds or ()),
             }
         )
 
@@ -51,4 +70,5 @@ class Handoff:
             generation=raw["generation"],
             project_dirs=tuple(raw["project_dirs"]),
             tls=(tls[0], tls[1]) if tls else None,
+            tls_listen_fds=tuple(raw["tls_listen_fds"]) if "tls_listen_fds" in raw else None,
         )

@@ -16,7 +16,7 @@ from devserve.config import Config
 from devserve.errors import CertificateError
 from devserve.events import LogLine
 from devserve.mounts import decide_polling
-from devserve.sockets import bind
+from devserve.sockets import bind_listeners, prepare_tls
 from devserve.supervisor import Supervisor
 from devserve.watch import ChangeBatch, WatchSettings, watch_changes
 
@@ -67,33 +67,19 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
         access_log=config.access_log,
         log_level=config.log_level,
     )
-    tls = None
-    if config.ssl_certfile is not None:
-        from devserve.tls import make_server_ssl_context  # noqa: PLC0415 - TLS users only
-
-        try:
-            make_server_ssl_context(
-                config.ssl_certfile, config.ssl_keyfile, password=config.ssl_keyfile_password
-            )
-        except CertificateError as exc:
-            print(f"devserve: error: {exc}", file=sys.stderr)
-            return EXIT_RUNTIME_FAILURE
-        tls = (config.ssl_certfile, config.ssl_keyfile or config.ssl_certfile)
-    listener = bind(
-        host=config.host,
-        port=config.port,
-        uds=config.uds,
-        fd=config.fd,
-        backlog=config.backlog,
-        scheme="https" if tls else "http",
-    )
+    try:
+        tls = prepare_tls(config, reporter)  # once: workers only load the files
+    except CertificateError as exc:
+        print(f"devserve: error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME_FAILURE
+    listeners = bind_listeners(config, is_tls=tls is not None)
     settings = watch_settings(config)
 
     async def main() -> int:
         stop = asyncio.Event()
         supervisor = Supervisor(
             config,
-            [listener],
+            listeners,
             changes=_batches(settings, stop, reporter),
             report=reporter,
             tls=tls,
@@ -107,4 +93,5 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
         return asyncio.run(main())
     finally:
         reporter.flush()
-        listener.sock.close()
+        for listener in listeners:
+            listener.sock.close()

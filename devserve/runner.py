@@ -19,7 +19,7 @@ from devserve.config import Config
 from devserve.envfile import apply_env, load_env_file
 from devserve.errors import AppLoadError, CertificateError
 from devserve.lifespan import StartupFailed
-from devserve.sockets import bind
+from devserve.sockets import bind_listeners, prepare_tls
 from devserve.worker import Worker, loop_factory, run_coroutine
 
 EXIT_RUNTIME_FAILURE = 1
@@ -27,19 +27,23 @@ EXIT_STARTUP_FAILURE = 3
 EXIT_INTERRUPTED = 130
 
 
-def make_ssl_context(config: Config) -> ssl.SSLContext | None:
-    """The server TLS context for ``--ssl-certfile``/``--ssl-keyfile``, or None.
+def make_ssl_context(config: Config, report: LineReporter) -> ssl.SSLContext | None:
+    """The server TLS context for ``--ssl-certfile``/``--ssl-keyfile`` or ``--https``, or None.
+
+    With ``--https`` the local CA and leaf are created or reused first (see
+    `devserve.sockets.prepare_tls`), and what the user needs to know is reported.
 
     Raises:
         CertificateError: a file is unreadable or the key does not match.
     """
-    if config.ssl_certfile is None:
+    files = prepare_tls(config, report)
+    if files is None:
         return None
     from devserve.tls import make_server_ssl_context  # noqa: PLC0415 - TLS users only
 
     return make_server_ssl_context(
-        config.ssl_certfile,
-        config.ssl_keyfile,
+        files[0],
+        files[1],
         password=config.ssl_keyfile_password,
         ca_certs=config.ssl_ca_certs,
     )
@@ -57,21 +61,13 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
     if config.env_file is not None:
         apply_env(load_env_file(config.env_file))
     try:
-        ssl_context = make_ssl_context(config)
+        ssl_context = make_ssl_context(config, reporter)
     except CertificateError as exc:
         _say(str(exc))
         return EXIT_RUNTIME_FAILURE
-    scheme = "https" if ssl_context is not None else "http"
-    listener = bind(
-        host=config.host,
-        port=config.port,
-        uds=config.uds,
-        fd=config.fd,
-        backlog=config.backlog,
-        scheme=scheme,
-    )
+    listeners = bind_listeners(config, is_tls=ssl_context is not None)
     worker = Worker(
-        config, [listener], emit=reporter, ssl_context=ssl_context, started_at=started_at
+        config, listeners, emit=reporter, ssl_context=ssl_context, started_at=started_at
     )
     try:
         return run_coroutine(worker.serve(), loop_factory(config.loop))
@@ -89,7 +85,8 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
         return EXIT_STARTUP_FAILURE
     finally:
         reporter.flush()
-        listener.sock.close()
+        for listener in listeners:
+            listener.sock.close()
         if config.uds is not None:
             with contextlib.suppress(OSError):
                 os.unlink(config.uds)

@@ -6,13 +6,17 @@ process runs under the supervisor. It never imports rich or watchfiles.
 Shutdown sequence, bounded at every step::
 
     stop requested (SIGINT/SIGTERM or the `stop` event)
-      -> stop accepting (close listening servers)
+      -> stop accepting (close listening servers and TLS acceptors)
       -> drain: idle connections close now; busy ones get `connection: close`
       -> wait up to graceful_s for open connections to finish
       -> abort what is left, cancel app tasks
       -> lifespan shutdown (bounded by graceful_s)
 
 A second SIGINT/SIGTERM during shutdown skips the waiting.
+
+Plain listeners are served by ``loop.create_server``; TLS listeners by a
+`devserve.tlssniff.TLSAcceptor`, which also answers plain HTTP sent to them with a redirect
+to HTTPS. Both only need ``close()`` to stop accepting.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from devserve.appload import load_app
 from devserve.asgi import ASGIApp
@@ -35,10 +39,17 @@ from devserve.forwarded import TrustedProxies
 from devserve.lifespan import Lifespan, StartupFailed
 from devserve.server import HttpProtocol, ServerContext
 from devserve.sockets import Listener
+from devserve.tlssniff import TLSAcceptor
 from devserve.websocket_server import WebSocketSettings
 
 _T = TypeVar("_T")
 LIFESPAN_STARTUP_TIMEOUT_S = 60.0
+
+
+class _Acceptor(Protocol):
+    """What shutdown needs of an `asyncio.Server` or a `TLSAcceptor`: stop accepting."""
+
+    def close(self) -> None: ...
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -75,7 +86,7 @@ class Worker:
         config: validated configuration.
         listeners: bound listening sockets (never closed by the caller while serving).
         emit: event sink.
-        ssl_context: TLS for every listener, or None.
+        ssl_context: TLS for the listeners marked ``is_tls``, or None.
         started_at: `time.monotonic()` when the process began, for the ready time.
     """
 
@@ -133,15 +144,7 @@ class Worker:
                 graceful_timeout_s=config.graceful_s,
                 close_timeout_s=min(config.graceful_s, 5.0),
             )
-        servers = [
-            await loop.create_server(
-                lambda: HttpProtocol(ctx),
-                sock=listener.sock,
-                ssl=self.ssl_context,
-                backlog=config.backlog,
-            )
-            for listener in self.listeners
-        ]
+        servers = [await self._accept(loop, listener, ctx) for listener in self.listeners]
         self._install_signals(loop)
         urls = tuple(_display_url(listener) for listener in self.listeners)
         ready_ms = (time.monotonic() - self.started_at) * 1000.0
@@ -151,6 +154,31 @@ class Worker:
         await self.stop_requested.wait()
         await self._shutdown(servers, ctx, lifespan)
         return 0
+
+    async def _accept(
+        self, loop: asyncio.AbstractEventLoop, listener: Listener, ctx: ServerContext
+    ) -> _Acceptor:
+        """Start accepting on `listener`: TLS (with the plain-HTTP redirect) or plain."""
+        ssl_context = self.ssl_context if listener.is_tls else None
+        scheme = "https" if ssl_context is not None else "http"
+
+        def make_protocol() -> HttpProtocol:
+            protocol = HttpProtocol(ctx)
+            protocol.scheme = scheme  # per listener: with --https-port one port is plain
+            return protocol
+
+        if ssl_context is not None:
+            acceptor = TLSAcceptor(
+                listener.sock,
+                make_protocol,
+                ssl_context,
+                head_timeout_s=self.config.timeout_request_head_s,
+            )
+            acceptor.start()
+            return acceptor
+        return await loop.create_server(
+            make_protocol, sock=listener.sock, backlog=self.config.backlog
+        )
 
     def request_stop(self) -> None:
         """Begin graceful shutdown; a second call forces it."""
@@ -175,7 +203,7 @@ class Worker:
                 loop.add_signal_handler(signum, self.request_stop)
 
     async def _shutdown(
-        self, servers: list[asyncio.Server], ctx: ServerContext, lifespan: Lifespan
+        self, servers: list[_Acceptor], ctx: ServerContext, lifespan: Lifespan
     ) -> None:
         for server in servers:
             server.close()

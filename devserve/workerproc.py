@@ -142,7 +142,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender
     listeners = [
-        Listener(socket.socket(fileno=fd), url)
+        Listener(socket.socket(fileno=fd), url, is_tls=handoff.is_tls_fd(fd))
         for fd, url in zip(handoff.listen_fds, handoff.urls, strict=True)
     ]
     ssl_context = None
@@ -150,7 +150,10 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         from devserve.tls import make_server_ssl_context  # noqa: PLC0415 - TLS users only
 
         ssl_context = make_server_ssl_context(
-            handoff.tls[0], handoff.tls[1], password=config.ssl_keyfile_password
+            handoff.tls[0],
+            handoff.tls[1],
+            password=config.ssl_keyfile_password,
+            ca_certs=config.ssl_ca_certs,
         )
     factory = loop_factory(config.loop)
     worker = Worker(
