@@ -182,6 +182,8 @@ class WebSocketConnection:
         self._phase = Phase.HANDSHAKE
         self._app_state = AppState.CONNECTING
         self._events: list[WebSocketEvent] = []
+        # Parse frames only after new input: sending must not re-scan wsproto's buffer.
+        self._has_new_input = False
         self._out = bytearray()
         self._early = bytearray()  # bytes after the request head, held until accept
         self._text: list[str] = []
@@ -214,11 +216,17 @@ class WebSocketConnection:
             if len(self._early) > self._max_message_bytes:
                 self._finish(CLOSE_MESSAGE_TOO_BIG, "too much data before accept")
         else:
+            self._has_new_input = True
             self._ws.receive_data(data)
 
     def next_events(self) -> list[WebSocketEvent]:
         """Return and forget every event produced since the last call, oldest first."""
-        if self._ws.connection is not None and self._phase in (Phase.OPEN, Phase.CLOSING):
+        if (
+            self._has_new_input
+            and self._ws.connection is not None
+            and self._phase in (Phase.OPEN, Phase.CLOSING)
+        ):
+            self._has_new_input = False
             self._drain_frames()
         events, self._events = self._events, []
         return events
@@ -414,6 +422,7 @@ class WebSocketConnection:
         self._phase = Phase.OPEN
         early, self._early = bytes(self._early), bytearray()
         if early:
+            self._has_new_input = True
             self._ws.receive_data(early)
 
     def _send_data(self, message: Message) -> None:
