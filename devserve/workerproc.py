@@ -16,6 +16,7 @@ write end only the supervisor holds. The worker then
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -64,6 +65,21 @@ def third_party_modules(modules: dict[str, Any], project_dirs: Iterable[str]) ->
         if not str(Path(filename).resolve()).startswith(roots):
             names.append(name)
     return tuple(sorted(names))
+
+
+#: Seconds after ready when the worker reports its modules again: frameworks import more on
+#: their first requests (response classes, encoders), and the next worker should not.
+LATE_MODULES_REPORT_S = 2.0
+
+
+def report_modules(emit: Callable[[Event], None], project_dirs: Iterable[str]) -> None:
+    """Report third-party modules now, and again once first requests had time to run."""
+    dirs = tuple(project_dirs)
+    emit(ModulesLoaded(third_party_modules(sys.modules, dirs)))
+    loop = asyncio.get_running_loop()
+    loop.call_later(
+        LATE_MODULES_REPORT_S, lambda: emit(ModulesLoaded(third_party_modules(sys.modules, dirs)))
+    )
 
 
 def failure_event(stage: str, exc: BaseException, project_dirs: Iterable[str]) -> StartupFailed:
@@ -164,9 +180,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         started_at=started_at,
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
-        on_ready=lambda: emit(
-            ModulesLoaded(third_party_modules(sys.modules, handoff.project_dirs))
-        ),
+        on_ready=lambda: report_modules(emit, handoff.project_dirs),
     )
     try:
         if config.env_file is not None:
