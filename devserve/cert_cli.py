@@ -92,7 +92,7 @@ def info() -> None:
     click.echo(f"Directory:    {cert_dir}")
     if not paths.ca_cert.is_file():
         click.echo(
-            "No local CA yet; `devserve run --https` or `devserve cert regenerate` makes one."
+            "No local CA yet; `devserve APP --https` or `devserve cert regenerate` makes one."
         )
         return
     with _user_errors():
