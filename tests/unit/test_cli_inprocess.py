@@ -12,6 +12,7 @@ import pytest
 import devserve.runner
 from devserve import __version__, cli
 from devserve.config import Config
+from devserve.options import ENV_PREFIX
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Captured:
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     """Run in an empty tmp_path with no DEVSERVE_* variables; capture run_single's Config."""
     for name in list(os.environ):
-        if name.startswith(cli.ENV_PREFIX):
+        if name.startswith(ENV_PREFIX):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     captured = Captured()
