@@ -318,3 +318,23 @@ def has_open_connection(pid: int) -> bool:
             if parts[3] == "01" and parts[9] in inodes:
                 return True
     return False
+
+
+#: An app that sleeps for the seconds in its query string, and says when lifespan
+#: shutdown ran: for tests of graceful stops with a request in flight.
+SLOW_APP = """
+import asyncio
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                print("lifespan shutdown ran", flush=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            await send({"type": "lifespan.startup.complete"})
+    await asyncio.sleep(float(scope["query_string"] or b"0"))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"finished"})
+"""

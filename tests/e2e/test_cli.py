@@ -14,6 +14,7 @@ import pytest
 
 from devserve import __version__
 from tests.helpers import (
+    SLOW_APP,
     assert_no_children,
     has_open_connection,
     run_cli,
@@ -228,24 +229,6 @@ def test_starlette_end_to_end(tmp_path: Path) -> None:
         assert httpx.post(cli.url, content=b"abc", timeout=5).text == "starlette POST 3"
     finally:
         assert stop_cli(cli) == 0
-
-
-SLOW_APP = """
-import asyncio
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                print("lifespan shutdown ran", flush=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-            await send({"type": "lifespan.startup.complete"})
-    await asyncio.sleep(float(scope["query_string"] or b"1"))
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"finished"})
-"""
 
 
 def test_ctrl_c_lets_in_flight_request_finish(tmp_path: Path) -> None:

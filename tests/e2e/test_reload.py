@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.helpers import (
+    SLOW_APP,
     CLIProcess,
     assert_no_children,
     descendants,
@@ -372,24 +373,6 @@ def test_supervisor_killed_takes_every_worker_down(tmp_path: Path) -> None:
             stop_cli(cli)
             reap_group(cli.proc.pid)
         assert_no_children(cli.proc.pid)
-
-
-SLOW_APP = """
-import asyncio
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                print("lifespan shutdown ran", flush=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-            await send({"type": "lifespan.startup.complete"})
-    await asyncio.sleep(float(scope["query_string"] or b"0"))
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"finished"})
-"""
 
 
 def _ctrl_c_with_request_in_flight(tmp_path: Path, *, whole_group: bool) -> None:
