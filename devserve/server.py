@@ -43,12 +43,13 @@ from devserve.protocol.http11 import (
     check_head,
     wants_close,
 )
-from devserve.websocket_server import WebSocketProtocol, WebSocketSettings
 
 if TYPE_CHECKING:
     from devserve.asgi import ASGIApp
     from devserve.config import Config
     from devserve.forwarded import TrustedProxies
+    from devserve.websocket_server import WebSocketProtocol
+    from devserve.wssettings import WebSocketSettings
 
 #: How long an idle kept-alive connection stays open once draining began.
 DRAIN_LINGER_S = 0.5
@@ -321,6 +322,8 @@ class HttpProtocol(asyncio.Protocol):
         client, scheme = self.client, self.scheme
         if self.is_peer_trusted_proxy and client is not None and ctx.proxies is not None:
             client, scheme = ctx.proxies.resolve_trusted(client, scheme, headers)
+        from devserve.websocket_server import WebSocketProtocol  # noqa: PLC0415 - on first use
+
         websocket = WebSocketProtocol(
             app=ctx.app,
             settings=ctx.websocket_settings,

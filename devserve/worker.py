@@ -40,7 +40,7 @@ from devserve.lifespan import Lifespan, StartupFailed
 from devserve.server import HttpProtocol, ServerContext
 from devserve.sockets import Listener
 from devserve.tlssniff import TLSAcceptor
-from devserve.websocket_server import WebSocketSettings
+from devserve.wssettings import WebSocketSettings
 
 _T = TypeVar("_T")
 LIFESPAN_STARTUP_TIMEOUT_S = 60.0

@@ -41,7 +41,16 @@ SUPERVISOR_SIDE = {
 SERVER_STACK = {"h11", "wsproto", "uvloop"}
 PROTOCOL_FORBIDDEN = {"asyncio", "socket", "devserve.events"}
 WORKER_FORBIDDEN = {"rich", "watchfiles"}
-WORKER_SIDE = {"worker", "workerproc", "server", "cycle", "websocket_server", "lifespan", "appload"}
+WORKER_SIDE = {
+    "worker",
+    "workerproc",
+    "server",
+    "cycle",
+    "websocket_server",
+    "wssettings",
+    "lifespan",
+    "appload",
+}
 
 
 def _modules() -> dict[str, Path]:
