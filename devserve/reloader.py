@@ -1,7 +1,7 @@
 """``devserve APP --reload``: bind, watch, and run the supervisor until stopped.
 
-This module (with `devserve.supervisor`, `devserve.policy`, `devserve.process` and
-`devserve.watch`) is all the supervisor process imports: never the app, h11 or uvloop.
+The supervisor process never imports the app, h11, wsproto or uvloop: only the modules on
+the supervisor side of the map (`tests/test_layers.py` checks the whole import closure).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The asyncio shell of the HTTP/1.1 server: transport <-> h11 <-> ASGI.
 
-One `HttpProtocol` per connection drives an ``h11.Connection`` (wrapped by
-`devserve.protocol.http11`) and runs one `RequestCycle` at a time; pipelined requests stay
-buffered in h11 (which reports ``PAUSED``) until the current response is complete, so they
-are answered in order.
+One `HttpProtocol` per connection parses requests with an ``h11.Connection`` (plus the checks
+in `devserve.protocol.http11`) and runs one `devserve.cycle.RequestCycle` at a time, whose
+responses are framed by `devserve.protocol.http11.ResponseWriter`. Pipelined requests stay
+buffered in h11 (which reports ``PAUSED``) until the current response is complete; the next
+cycle starts on a fresh h11 connection fed the leftover bytes, so they are answered in order.
 
 Timers, per connection, one at a time:
 
@@ -14,12 +15,12 @@ Timers, per connection, one at a time:
 * **body**: while the app waits in ``receive()`` for body bytes that do not come within
   ``timeout_request_body_s``: 408 (if nothing was sent yet) and close.
 
-Flow control: request body bytes beyond ``_READ_HIGH_WATER`` pause reading until the app
-consumes them; ``send()`` waits while the transport's write buffer is above its high-water
+Flow control: buffered request body bytes beyond a high-water mark pause reading until the
+app consumes them; ``send()`` waits while the transport's write buffer is above its high-water
 mark, so a slow reader of a huge response does not grow memory.
 
-Draining (graceful shutdown or a reload) closes idle connections at once and answers the
-current request of busy ones with ``connection: close``.
+Draining (graceful shutdown or a reload) lets idle kept-alive connections linger briefly
+(a request may already be on the wire) and answers requests with ``connection: close``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Shutdown sequence, bounded at every step::
 
     stop requested (SIGINT/SIGTERM or the `stop` event)
       -> stop accepting (close listening servers and TLS acceptors)
-      -> drain: idle connections close now; busy ones get `connection: close`
+      -> drain: idle connections linger briefly, busy ones get `connection: close`,
+         WebSockets are closed with 1012
       -> wait up to graceful_s for open connections to finish
       -> abort what is left, cancel app tasks
       -> lifespan shutdown (bounded by graceful_s)
