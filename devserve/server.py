@@ -215,7 +215,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def _handle_events(self) -> None:
         conn = self.conn
-        while not self.is_closed:
+        # `_next_cycle` swaps in a fresh h11 connection and handles it itself: this loop
+        # must not go on asking the old one (it would answer PAUSED and stall reading).
+        while not self.is_closed and self.conn is conn:
             if conn.their_state is h11.IDLE:
                 config = self.ctx.config
                 failure = check_head(

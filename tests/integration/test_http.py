@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -172,3 +173,31 @@ def test_concurrency_limit_answers_503() -> None:
 
             # The held request takes the only slot once the server has read it.
             wait_until(refused, timeout_s=5, step_s=0.02)
+
+
+async def _late_body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    if scope["path"] == "/reads":
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": scope["path"].encode() + b":" + body})
+
+
+def test_pipelined_request_after_a_body_that_ended_late_reads_its_own_body() -> None:
+    with (
+        serve_in_thread(_late_body_app, lifespan="off") as srv,
+        socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock,
+    ):
+        sock.sendall(b"POST /ignores HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        recv_until(sock, lambda d: b"/ignores:" in d)
+        # The first body ends in the same packet as the next request's head.
+        sock.sendall(b"hello" + b"POST /reads HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        time.sleep(0.1)  # the client's own pacing: the second body comes later
+        sock.sendall(b"abc")
+        assert b"/reads:abc" in recv_until(sock, lambda d: b"/reads:abc" in d, timeout_s=3)
