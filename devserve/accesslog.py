@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TextIO
 
+from devserve.config import Config
 from devserve.events import (
     AppErrored,
     Event,
@@ -35,6 +37,16 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _LEVEL_COLORS = {"DEBUG": "36", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL": "1;31"}
 _STATUS_COLORS = {1: "0", 2: "32", 3: "36", 4: "33", 5: "31"}
 _LEVELS = {"trace": 5, "debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def reporter_for(config: Config, environ: Mapping[str, str]) -> LineReporter:
+    """The stdout reporter a run of `config` uses (single-process or supervisor)."""
+    return LineReporter(
+        sys.stdout,
+        color=should_color(sys.stdout, environ),
+        access_log=config.access_log,
+        log_level=config.log_level,
+    )
 
 
 def should_color(stream: TextIO, environ: Mapping[str, str]) -> bool:

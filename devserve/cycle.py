@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from devserve.events import AppErrored, RequestCompleted, TracebackFrame
 from devserve.protocol.http11 import (
+    REASONS,
     ProtocolFailed,
     ResponseError,
     ResponseWriter,
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from devserve.server import HttpProtocol
 
 _READ_HIGH_WATER = 256 * 1024
-REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 class RequestCycle:

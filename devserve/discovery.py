@@ -13,9 +13,9 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from devserve.appload import DEFAULT_ATTRS
 from devserve.errors import AppLoadError
 
-_NAMES = ("app", "api", "application")
 _CANDIDATES = (
     "main.py",
     "app.py",
@@ -84,4 +84,4 @@ def _app_name(path: Path) -> str | None:
             defined.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return next((n for n in _NAMES if n in defined), None)
+    return next((n for n in DEFAULT_ATTRS if n in defined), None)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from devserve.accesslog import LineReporter, should_color
+from devserve.accesslog import LineReporter, reporter_for
 from devserve.config import Config
 from devserve.errors import CertificateError
 from devserve.events import LogLine
@@ -61,12 +61,7 @@ async def _batches(
 
 def run_reload(config: Config, environ: Mapping[str, str]) -> int:
     """Run the supervisor for `config`; return the exit code."""
-    reporter = LineReporter(
-        sys.stdout,
-        color=should_color(sys.stdout, environ),
-        access_log=config.access_log,
-        log_level=config.log_level,
-    )
+    reporter = reporter_for(config, environ)
     try:
         tls = prepare_tls(config, reporter)  # once: workers only load the files
     except CertificateError as exc:

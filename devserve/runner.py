@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Mapping
 
-from devserve.accesslog import LineReporter, should_color
+from devserve.accesslog import LineReporter, reporter_for
 from devserve.config import Config
 from devserve.envfile import apply_env, load_env_file
 from devserve.errors import AppLoadError, CertificateError
@@ -52,12 +52,7 @@ def make_ssl_context(config: Config, report: LineReporter) -> ssl.SSLContext | N
 def run_single(config: Config, environ: Mapping[str, str]) -> int:
     """Serve `config` in this process until stopped; return the exit code."""
     started_at = time.monotonic()
-    reporter = LineReporter(
-        sys.stdout,
-        color=should_color(sys.stdout, environ),
-        access_log=config.access_log,
-        log_level=config.log_level,
-    )
+    reporter = reporter_for(config, environ)
     if config.env_file is not None:
         apply_env(load_env_file(config.env_file))
     try:

@@ -34,9 +34,10 @@ from urllib.parse import unquote
 
 import h11
 
-from devserve.cycle import REASONS, RequestCycle
+from devserve.cycle import RequestCycle
 from devserve.events import Event
 from devserve.protocol.http11 import (
+    REASONS,
     ProtocolFailed,
     ResponseHeaders,
     build_error_response,

@@ -19,10 +19,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import h11
 
 _CRLF2 = b"\r\n\r\n"
+#: Reason phrases for status lines, by status code.
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,22 +145,10 @@ def build_error_response(
         data += conn.send(h11.Data(data=body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
     except h11.LocalProtocolError:
-        reason = _REASONS.get(status, b"Error")
+        reason = REASONS.get(status, b"Error")
         lines = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
         return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, lines, body)
     return data
-
-
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    501: b"Not Implemented",
-    503: b"Service Unavailable",
-}
 
 
 class ResponseError(Exception):
