@@ -24,8 +24,14 @@ from http import HTTPStatus
 import h11
 
 _CRLF2 = b"\r\n\r\n"
-#: Reason phrases for status lines, by status code.
-REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+#: Reason phrases for status lines, by status code: the standard library's table with
+#: RFC 9110's names where it renamed one (older Pythons still say "Request-URI Too Long").
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus} | {
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    416: b"Range Not Satisfiable",
+    422: b"Unprocessable Content",
+}
 
 
 @dataclass(frozen=True, slots=True)

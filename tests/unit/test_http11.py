@@ -270,9 +270,9 @@ def test_error_response_fallback_when_h11_refuses(status: int, reason: bytes) ->
 
 
 def test_error_response_fallback_unknown_status_reason() -> None:
-    data = build_error_response(_broken_server(), 418, b"")
+    data = build_error_response(_broken_server(), 499, b"")
     response, body = _parse(data)
-    assert response.status_code == 418
+    assert response.status_code == 499
     assert response.reason == b"Error"
     assert body == b""
 
