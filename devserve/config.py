@@ -97,6 +97,10 @@ class Config:
     reload_strategy: ReloadStrategy = "swap"
     reload_preload: bool = True
     reload_polling: bool | None = None
+    livereload: bool | None = None  # None: on with --reload (#7)
+    livereload_includes: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    debug_pages: bool = True
     ws: WSMode = "auto"
     ws_max_size: int = 16 * 1024 * 1024
     ws_max_queue: int = 32
@@ -111,6 +115,11 @@ class Config:
         if self.timeout_graceful_shutdown_s is None:
             return DEFAULT_RELOAD_GRACEFUL_S if self.reload else DEFAULT_GRACEFUL_S
         return self.timeout_graceful_shutdown_s
+
+    @property
+    def is_livereload(self) -> bool:
+        """Whether browsers reload by themselves (``--livereload``, on by default with --reload)."""
+        return self.reload if self.livereload is None else self.livereload
 
     @property
     def is_tls(self) -> bool:
@@ -156,7 +165,13 @@ class Config:
         raw = json.loads(text)
         raw["forwarded_allow_ips"] = tuple(raw["forwarded_allow_ips"])
         raw["headers"] = tuple((str(k), str(v)) for k, v in raw["headers"])
-        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+        for name in (
+            "reload_dirs",
+            "reload_includes",
+            "reload_excludes",
+            "livereload_includes",
+            "allowed_hosts",
+        ):
             raw[name] = tuple(raw[name])
         return cls(**raw)
 
@@ -231,6 +246,14 @@ def _combination_problems(config: Config, sources: Mapping[str, str]) -> list[st
     if (config.ssl_keyfile is None) != (config.ssl_certfile is None):
         problems.append("--ssl-keyfile and --ssl-certfile must be given together")
     problems.extend(_https_problems(config))
+    if config.livereload and not config.reload:
+        problems.append("--livereload needs --reload")
+    for entry in config.allowed_hosts:
+        if not entry or any(c in entry for c in " /\\@\r\n\t"):
+            where = sources.get("allowed_hosts", "default")
+            problems.append(
+                f"invalid value for --allowed-hosts (from {where}): {entry!r} is not a host name"
+            )
     for name, value in config.headers:
         if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n\0"):
             where = sources.get("headers", "default")

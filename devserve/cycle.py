@@ -212,9 +212,9 @@ class RequestCycle:
 
     def _report(self) -> None:
         emit = self.protocol.ctx.emit
-        if emit is None:
-            return
         scope = self.scope
+        if emit is None or "devserve.quiet" in scope:
+            return
         client = scope["client"]
         route = getattr(scope.get("route"), "path", None)
         emit(
@@ -241,7 +241,7 @@ class RequestCycle:
         except Exception as exc:  # noqa: BLE001 - the app boundary: report, answer, keep serving
             self._report_error(exc)
             if not self.is_started:
-                self._send_500()
+                self._send_500(exc)
             else:
                 self.status = self.status or 500
                 self._report()
@@ -255,14 +255,18 @@ class RequestCycle:
             self._report()
             self.protocol.close()
 
-    def _send_500(self) -> None:
+    def _send_500(self, exc: BaseException | None = None) -> None:
         protocol = self.protocol
         if protocol.is_closed:
             return
         self.status = 500
-        body = b"Internal Server Error\n"
+        page = protocol.ctx.error_page
+        rendered = page(exc, self.scope) if page is not None and exc is not None else None
+        content_type, body = rendered or (b"text/plain; charset=utf-8", b"Internal Server Error\n")
         self.bytes_out = len(body)
-        protocol.transport.write(build_error_response(protocol.conn, 500, body))
+        protocol.transport.write(
+            build_error_response(protocol.conn, 500, body, content_type=content_type)
+        )
         self.is_complete = True
         self._report()
         protocol.close()

@@ -26,6 +26,10 @@ class Handoff:
     project_dirs: tuple[str, ...]
     tls: tuple[str, str] | None = None
     tls_listen_fds: tuple[int, ...] | None = None
+    #: Live reload (#7): the run's token, the notice file, the files that led to this worker.
+    livereload_token: str | None = None
+    notice_path: str | None = None
+    changed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Fill `tls_listen_fds` from the URL schemes when it was not given."""
@@ -53,6 +57,9 @@ class Handoff:
                 "project_dirs": list(self.project_dirs),
                 "tls": list(self.tls) if self.tls else None,
                 "tls_listen_fds": list(self.tls_listen_fds or ()),
+                "livereload_token": self.livereload_token,
+                "notice_path": self.notice_path,
+                "changed": list(self.changed),
             }
         )
 
@@ -71,4 +78,7 @@ class Handoff:
             project_dirs=tuple(raw["project_dirs"]),
             tls=(tls[0], tls[1]) if tls else None,
             tls_listen_fds=tuple(raw["tls_listen_fds"]) if "tls_listen_fds" in raw else None,
+            livereload_token=raw.get("livereload_token"),
+            notice_path=raw.get("notice_path"),
+            changed=tuple(raw.get("changed", ())),
         )

@@ -292,6 +292,32 @@ OPTIONS = [
         default=None,
         help="Poll for changes instead of OS events [default: auto-detect].",
     ),
+    # Dev pages, live reload, allowed hosts (#7).
+    _opt(
+        "--livereload/--no-livereload",
+        default=None,
+        help="Reload browser pages when new code is live [default: on with --reload].",
+    ),
+    _opt(
+        "--livereload-include",
+        "livereload_includes",
+        multiple=True,
+        help="Files read at request time: refresh browsers without a new worker (repeatable; "
+        "templates, CSS, JS and images always).",
+    ),
+    _opt(
+        "--allowed-hosts",
+        default="",
+        callback=_split_ips,
+        help="Comma-separated extra Host names to serve ('.example.test': with subdomains; "
+        "'*': all) [default: localhost, 127.0.0.1, ::1, this machine].",
+    ),
+    _opt(
+        "--debug-pages/--no-debug-pages",
+        default=True,
+        show_default=True,
+        help="Show tracebacks to allowed hosts on errors (off: a plain 500).",
+    ),
     _opt(
         "--ws",
         type=click.Choice(WS_MODES),

@@ -15,6 +15,7 @@ from devserve.accesslog import LineReporter, reporter_for
 from devserve.config import Config
 from devserve.errors import CertificateError
 from devserve.events import LogLine
+from devserve.livenotice import DEFAULT_GLOBS
 from devserve.mounts import decide_polling
 from devserve.sockets import bind_listeners, prepare_tls
 from devserve.supervisor import Supervisor
@@ -39,6 +40,8 @@ def watch_settings(config: Config) -> WatchSettings:
     if config.env_file is not None:
         extra.append(Path(config.env_file).resolve())
     includes = ("*.py", *config.reload_includes)
+    if config.is_livereload:
+        includes += (*DEFAULT_GLOBS, *config.livereload_includes)
     return WatchSettings(
         dirs=dirs,
         includes=includes,

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from devserve.accesslog import LineReporter, reporter_for
 from devserve.config import Config
+from devserve.devmode import dev_mode
 from devserve.envfile import apply_env, load_env_file
 from devserve.errors import AppLoadError, CertificateError
 from devserve.lifespan import StartupFailed
@@ -61,8 +62,9 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
         _say(str(exc))
         return EXIT_RUNTIME_FAILURE
     listeners = bind_listeners(config, is_tls=ssl_context is not None)
+    dev = dev_mode(config, reporter, urls=tuple(listener.url for listener in listeners))
     worker = Worker(
-        config, listeners, emit=reporter, ssl_context=ssl_context, started_at=started_at
+        config, listeners, emit=reporter, ssl_context=ssl_context, started_at=started_at, dev=dev
     )
     try:
         return run_coroutine(worker.serve(), loop_factory(config.loop))

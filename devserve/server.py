@@ -95,6 +95,10 @@ class ServerContext:
             server_header=config.server_header,
         )
         self.websocket_settings: WebSocketSettings | None = None
+        #: Renders the 500 for an exception (dev mode): (content type, body), None for plain.
+        self.error_page: (
+            Callable[[BaseException, dict[str, Any]], tuple[bytes, bytes] | None] | None
+        ) = None
         self.websockets: set[WebSocketProtocol] = set()
         self._date_second = 0
         self._date = b""

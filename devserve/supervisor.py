@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ from devserve.events import (
 from devserve.forklauncher import ForkServerLauncher
 from devserve.handoff import Handoff
 from devserve.ipc import EventReceiver
+from devserve.livenotice import DEFAULT_GLOBS, NoticeBoard, classify
 from devserve.policy import (
     Action,
     BackoffElapsed,
@@ -127,6 +129,11 @@ class Supervisor:
         self.terminated_early: set[int] = set()
         self.finished = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Live reload (#7): the per-run token, asset notices, the files behind each worker.
+        self.token = secrets.token_urlsafe(18) if config.is_livereload else None
+        self.board = NoticeBoard() if config.is_livereload else None
+        self.ready: set[int] = set()
+        self.changed: tuple[str, ...] = ()
 
     def _default_launcher(self) -> Launcher:
         if not self.config.reload_preload or not hasattr(os, "fork"):
@@ -166,6 +173,8 @@ class Supervisor:
                 os.close(self._parent_write)
             with contextlib.suppress(OSError):
                 os.close(self._parent_read)
+            if self.board is not None:
+                self.board.close()
         return 0
 
     def reload_now(self) -> None:
@@ -210,6 +219,9 @@ class Supervisor:
             generation=generation,
             project_dirs=self.project_dirs,
             tls=self.tls,
+            livereload_token=self.token,
+            notice_path=str(self.board.path) if self.board is not None else None,
+            changed=self.changed,
         )
         EventReceiver(
             read_fd,
@@ -241,6 +253,7 @@ class Supervisor:
         if worker is not None:
             worker.forget_timer()
         self.broken.discard(generation)
+        self.ready.discard(generation)
         self.terminated_early.discard(generation)
         code = future.result() if not future.cancelled() else -1
         self.feed(WorkerExited(generation, code))
@@ -248,6 +261,7 @@ class Supervisor:
     def _on_worker_event(self, generation: int, event: Event) -> None:
         match event:
             case ServerStarted():
+                self.ready.add(generation)
                 is_broken = generation in self.broken
                 if generation == 1 and not is_broken:
                     self.report(event)
@@ -296,7 +310,30 @@ class Supervisor:
             if batch.dependencies_changed and isinstance(self.launcher, ForkServerLauncher):
                 self.report(LogLine("info", "dependencies changed: rebuilding the fork server"))
                 await self.launcher.restart()
+            elif self._refresh_browsers(batch.paths):
+                continue
+            self.changed = batch.paths
             self.feed(FilesChanged(batch.paths, self.clock()))
+
+    def _refresh_browsers(self, paths: tuple[str, ...]) -> bool:
+        """Tell browsers about changed assets, if that is all `paths` needs (no new worker)."""
+        if self.board is None:
+            return False
+        kind = classify(
+            paths,
+            asset_globs=(*DEFAULT_GLOBS, *self.config.livereload_includes),
+            reload_globs=("*.py", *self.config.reload_includes),
+        )
+        if kind == "restart":
+            return False
+        self.board.post(kind, paths)
+        for generation in self.ready:
+            if generation in self.workers:
+                self.workers[generation].send_signal(signal.SIGUSR1)
+        shown = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")  # noqa: PLR2004
+        what = "swapping stylesheets" if kind == "css" else "reloading pages"
+        self.report(LogLine("info", f"{shown} changed: {what} in browsers"))
+        return True
 
     def _spawn_task(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]

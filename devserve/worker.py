@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 from devserve.appload import load_app
 from devserve.asgi import ASGIApp
 from devserve.config import Config
+from devserve.devmode import DevMode
 from devserve.events import Event, LogLine, ServerStarted, ServerStopping
 from devserve.forwarded import TrustedProxies
 from devserve.lifespan import Lifespan, StartupFailed
@@ -89,6 +90,7 @@ class Worker:
         emit: event sink.
         ssl_context: TLS for the listeners marked ``is_tls``, or None.
         started_at: `time.monotonic()` when the process began, for the ready time.
+        dev: dev mode (host check, error pages, live reload) around the app, or None.
     """
 
     def __init__(
@@ -103,8 +105,10 @@ class Worker:
         parent_fd: int | None = None,
         on_ready: Callable[[], None] | None = None,
         stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+        dev: DevMode | None = None,
     ) -> None:
         self.config = config
+        self.dev = dev
         self.app = app
         self.parent_fd = parent_fd
         self.on_ready = on_ready
@@ -134,7 +138,12 @@ class Worker:
         lifespan = Lifespan(app, config.lifespan, state)
         await lifespan.startup(LIFESPAN_STARTUP_TIMEOUT_S)
         proxies = TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
-        ctx = ServerContext(app, config, emit=self.emit, state=state, proxies=proxies)
+        dev = self.dev
+        served = dev.wrap(app) if dev is not None else app
+        ctx = ServerContext(served, config, emit=self.emit, state=state, proxies=proxies)
+        if dev is not None:
+            ctx.error_page = dev.error_response
+            dev.start(loop)
         if config.ws != "none":
             ctx.websocket_settings = WebSocketSettings(
                 max_size_bytes=config.ws_max_size,
@@ -210,6 +219,8 @@ class Worker:
             server.close()
         in_flight = len(ctx.tasks)
         self.emit(ServerStopping(in_flight=in_flight))
+        if self.dev is not None:
+            self.dev.close()  # live-reload streams end: browsers move to the next worker
         ctx.drain()
         grace_s = self.config.graceful_s
         waiters = [

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from devserve.config import Config
+from devserve.devmode import DevMode, LiveReload, dev_mode
 from devserve.envfile import apply_env, load_env_file
 from devserve.events import Event, ModulesLoaded, StartupFailed
+from devserve.failures import exception_failure
 from devserve.handoff import Handoff
 from devserve.ipc import EventSender
 from devserve.sockets import Listener
@@ -152,11 +155,32 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
     return app
 
 
+def worker_dev_mode(
+    config: Config, handoff: Handoff, emit: Callable[[Event], None]
+) -> DevMode | None:
+    """Dev mode for this generation, with live reload when the supervisor gave a token."""
+    live = None
+    if handoff.livereload_token is not None:
+        boot = f"{handoff.generation}-{secrets.token_hex(4)}"
+        live = LiveReload(handoff.livereload_token, boot, handoff.notice_path)
+    return dev_mode(
+        config,
+        emit,
+        urls=handoff.urls,
+        project_dirs=handoff.project_dirs,
+        changed=handoff.changed,
+        livereload=live,
+    )
+
+
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
+    # A notice signal before the loop's handler is installed must not kill the worker.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     config = Config.from_json(handoff.config_json)
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender
+    dev = worker_dev_mode(config, handoff, emit)
     listeners = [
         Listener(socket.socket(fileno=fd), url, is_tls=handoff.is_tls_fd(fd))
         for fd, url in zip(handoff.listen_fds, handoff.urls, strict=True)
@@ -181,15 +205,24 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
         on_ready=lambda: report_modules(emit, handoff.project_dirs),
+        dev=dev,
     )
     try:
         if config.env_file is not None:
             apply_env(load_env_file(config.env_file))
         return run_coroutine(worker.serve(), factory)
-    except Exception as exc:  # noqa: BLE001 - the app boundary: report, then serve the failure
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the app boundary: report, serve the failure
         stage = "lifespan startup" if type(exc).__name__ == "StartupFailed" else "import"
+        if isinstance(exc, SystemExit):
+            stage = "exit"
         failure = failure_event(stage, exc, handoff.project_dirs)
         emit(failure)
+        app = error_app(failure)
+        if dev is not None:
+            page = exception_failure(
+                exc, dev.classifier, status=503, stage=stage, changed=handoff.changed
+            )
+            app = dev.startup_app(page)
         fallback = Worker(
             replace(config, lifespan="off"),
             listeners,
@@ -198,7 +231,8 @@ def run(handoff: Handoff, *, started_at: float) -> int:
             started_at=started_at,
             parent_fd=handoff.parent_fd,
             stop_signals=RELOAD_STOP_SIGNALS,
-            app=error_app(failure),
+            app=app,
+            dev=dev,
         )
         run_coroutine(fallback.serve(), factory)
         return EXIT_STARTUP_FAILURE

@@ -37,6 +37,7 @@ SUPERVISOR_SIDE = {
     "sockets",
     "config",
     "errors",
+    "livenotice",
 }
 SERVER_STACK = {"h11", "wsproto", "uvloop"}
 PROTOCOL_FORBIDDEN = {"asyncio", "socket", "devserve.events"}
@@ -50,6 +51,8 @@ WORKER_SIDE = {
     "wssettings",
     "lifespan",
     "appload",
+    "devmode",
+    "failures",
 }
 
 

@@ -127,7 +127,12 @@ class ResponseHeaders:
 
 
 def build_error_response(
-    conn: h11.Connection, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
+    conn: h11.Connection,
+    status: int,
+    body: bytes,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    content_type: bytes = b"text/plain; charset=utf-8",
 ) -> bytes:
     """Serialise a complete small error response that closes the connection.
 
@@ -137,17 +142,21 @@ def build_error_response(
     Args:
         conn: the connection's h11 state machine.
         status: the status code.
-        body: the body to send (plain text).
+        body: the body to send (plain text unless `content_type` says otherwise).
         extra: further headers.
+        content_type: the body's media type.
     """
     headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
         *extra,
     ]
     try:
-        data = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+        response = h11.Response(
+            status_code=status, headers=headers, reason=REASONS.get(status, b"")
+        )
+        data = conn.send(response) or b""
         data += conn.send(h11.Data(data=body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
     except h11.LocalProtocolError:

@@ -1,0 +1,404 @@
+"""Dev mode in the worker: host checks, error pages, live reload, around the user's app.
+
+`DevMode.wrap` puts one thin ASGI layer around the app:
+
+1. **Host check** (`devserve.hosts`): a request whose ``Host`` is not allowed gets a 403
+   page saying how to allow it, and never reaches the app or a dev endpoint.
+2. **Dev endpoints**, only while live reload is on, under ``/__devserve/``:
+   ``livereload.js`` (the browser script) and ``events`` (Server-Sent Events; needs the
+   per-run token and a same-origin request). With live reload off the prefix is the app's.
+3. **Injection** (`devserve.inject`): for GET page loads only, the send channel is wrapped
+   to put the script tag into complete HTML documents. Other requests go straight to the
+   app with the original ``send``: non-HTML traffic pays one header scan, nothing more.
+
+`DevMode.error_response` renders the 500 for an exception the request cycle caught (HTML,
+JSON or text by ``Accept``), unless debug pages are off or the request is cross-origin
+(then the caller sends a plain 500). `DevMode.startup_app` is the app a worker serves when
+the user's app could not start.
+
+Live-reload streams: the first message names this worker (``hello`` with its boot id);
+asset changes arrive as ``change`` messages (see `devserve.livenotice` for how the
+supervisor tells the worker); when the worker drains, `close` ends every stream, so
+browsers reconnect to the next worker and see its new boot id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from devserve.asgi import ASGIApp, Message, Receive, Scope, Send
+from devserve.config import Config
+from devserve.events import Event, LogLine
+from devserve.failures import FrameClassifier, exception_failure, request_summary
+from devserve.hosts import HostPolicy, is_cross_origin, token_matches
+from devserve.inject import fix_headers, inject, injectable_length, wants_page
+from devserve.livenotice import read_notices
+from devserve.pages import (
+    PREFIX,
+    Failure,
+    choose_format,
+    livereload_script,
+    render_blocked,
+    render_failure,
+    script_tag,
+)
+
+HEARTBEAT_S = 15.0
+MAX_LOGGED_HOSTS = 32
+#: Scope key telling the request cycle not to report the request (dev endpoints).
+QUIET_KEY = "devserve.quiet"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReload:
+    """What one worker needs for live reload: the run's token, its boot id, the notice file."""
+
+    token: str
+    boot: str
+    notice_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DevSettings:
+    """Dev-mode settings of one worker."""
+
+    hosts: HostPolicy
+    debug_pages: bool
+    app_name: str
+    root_path: str = ""
+    project_dirs: tuple[str, ...] = (".",)
+    changed: tuple[str, ...] = ()
+    livereload: LiveReload | None = None
+
+    @property
+    def is_needed(self) -> bool:
+        """Whether any dev feature is on (else the app is served unwrapped)."""
+        return self.debug_pages or not self.hosts.allow_all or self.livereload is not None
+
+
+def machine_name() -> str:
+    """This machine's host name (no DNS lookup)."""
+    with contextlib.suppress(OSError):
+        return socket.gethostname().lower()
+    return ""
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class DevMode:
+    """The dev features of one worker (see the module docstring)."""
+
+    def __init__(self, settings: DevSettings, emit: Callable[[Event], None]) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.classifier = FrameClassifier(settings.project_dirs)
+        self.is_broken = False
+        self.streams: set[asyncio.Queue[bytes | None]] = set()
+        self.last_seq = 0
+        self.logged_hosts: set[str] = set()
+        live = settings.livereload
+        self.tag = b""
+        if live is not None:
+            tag = script_tag(token=live.token, boot=live.boot, base=settings.root_path)
+            self.tag = tag.encode()
+            if live.notice_path is not None:
+                self.last_seq = max((n.seq for n in read_notices(live.notice_path, 0)), default=0)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Listen for the supervisor's asset notices (SIGUSR1)."""
+        live = self.settings.livereload
+        if live is not None and live.notice_path is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGUSR1, self._on_notice)
+
+    def close(self) -> None:
+        """End every live-reload stream (the worker drains): browsers move to the next one."""
+        for queue in list(self.streams):
+            queue.put_nowait(None)
+
+    def _on_notice(self) -> None:
+        live = self.settings.livereload
+        if live is None or live.notice_path is None:
+            return
+        for notice in read_notices(live.notice_path, self.last_seq):
+            self.last_seq = max(self.last_seq, notice.seq)
+            data = json.dumps({"kind": notice.kind, "paths": list(notice.paths)})
+            self._broadcast(f"event: change\ndata: {data}\n\n".encode())
+
+    def _broadcast(self, message: bytes) -> None:
+        for queue in list(self.streams):
+            queue.put_nowait(message)
+
+    # -- the ASGI layer -----------------------------------------------------------------
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """`app` behind the host check, the dev endpoints and the script injection."""
+        settings = self.settings
+        hosts = settings.hosts
+        prefix = settings.root_path + PREFIX
+        is_live = settings.livereload is not None
+        tag = self.tag
+
+        async def dev_app(scope: Scope, receive: Receive, send: Send) -> None:
+            kind = scope["type"]
+            if kind == "lifespan":
+                await app(scope, receive, send)
+                return
+            headers = scope["headers"]
+            host = _header(headers, b"host")
+            if not hosts.allows(host):
+                await self._blocked(scope, send, host or "")
+                return
+            if is_live and kind == "http":
+                if scope["path"].startswith(prefix):
+                    await self._endpoint(scope, receive, send, scope["path"][len(prefix) :])
+                    return
+                if scope["method"] == "GET" and wants_page(headers):
+                    await app(scope, receive, _Injector(send, tag).send)
+                    return
+            await app(scope, receive, send)
+
+        return dev_app
+
+    async def _blocked(self, scope: Scope, send: Send, host: str) -> None:
+        if host not in self.logged_hosts and len(self.logged_hosts) < MAX_LOGGED_HOSTS:
+            self.logged_hosts.add(host)
+            self.emit(
+                LogLine(
+                    "warning",
+                    f"refused a request for host {host!r} (DNS-rebinding protection); "
+                    f"allow it with --allowed-hosts {host}",
+                )
+            )
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        fmt = choose_format(_header(scope["headers"], b"accept") or "")
+        content_type, body = render_blocked(
+            host, self.settings.hosts.describe(), self.settings.app_name, fmt
+        )
+        await _respond(send, 403, content_type, body)
+
+    async def _endpoint(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        scope[QUIET_KEY] = True
+        if name == "livereload.js":
+            headers = [(b"cache-control", b"no-cache")]
+            await _respond(
+                send, 200, b"text/javascript; charset=utf-8", livereload_script(), headers
+            )
+            return
+        if name != "events":
+            await _respond(send, 404, b"text/plain; charset=utf-8", b"devserve: no such endpoint\n")
+            return
+        headers = scope["headers"]
+        query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        live = self.settings.livereload
+        token = query.get("token", [""])[0]
+        if live is None or not token_matches(token, live.token) or self._is_cross_origin(headers):
+            await _respond(send, 403, b"text/plain; charset=utf-8", b"devserve: forbidden\n")
+            return
+        await self._stream(receive, send, live)
+
+    def _is_cross_origin(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        return is_cross_origin(
+            _header(headers, b"host"),
+            _header(headers, b"origin"),
+            _header(headers, b"sec-fetch-site"),
+            _header(headers, b"sec-fetch-mode"),
+        )
+
+    async def _stream(self, receive: Receive, send: Send, live: LiveReload) -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.streams.add(queue)
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream"),
+                        (b"cache-control", b"no-store"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
+            hello = json.dumps({"boot": live.boot, "broken": self.is_broken})
+            first = f"retry: 500\nevent: hello\ndata: {hello}\n\n".encode()
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            while not gone.done():
+                item = asyncio.ensure_future(queue.get())
+                await asyncio.wait({item, gone}, timeout=HEARTBEAT_S, return_when="FIRST_COMPLETED")
+                if not item.done():
+                    item.cancel()
+                    if not gone.done():
+                        await send(
+                            {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
+                        )
+                    continue
+                message = item.result()
+                if message is None:
+                    break
+                await send({"type": "http.response.body", "body": message, "more_body": True})
+            if not gone.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.streams.discard(queue)
+            gone.cancel()
+
+    # -- failures -----------------------------------------------------------------------
+
+    def error_response(self, exc: BaseException, scope: Scope) -> tuple[bytes, bytes] | None:
+        """(content type, body) of the 500 page for `exc`, or None for a plain 500."""
+        headers = scope.get("headers", [])
+        if not self.settings.debug_pages or self._is_cross_origin(headers):
+            return None
+        fmt = choose_format(_header(headers, b"accept") or "")
+        failure = exception_failure(
+            exc,
+            self.classifier,
+            status=500,
+            request=request_summary(scope),
+            changed=self.settings.changed,
+        )
+        return render_failure(failure, fmt, script=self.tag.decode() if fmt == "html" else "")
+
+    def startup_app(self, failure: Failure) -> ASGIApp:
+        """The app served while the user's cannot start: every request gets `failure`."""
+        self.is_broken = True
+        plain = (
+            f"devserve: the application could not start ({failure.stage}); "
+            "see the terminal. Fix the code and save: devserve reloads by itself.\n"
+        ).encode()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011})
+                return
+            if scope["type"] != "http":
+                return
+            headers = scope["headers"]
+            extra = [(b"retry-after", b"1")]
+            if not self.settings.debug_pages or self._is_cross_origin(headers):
+                await _respond(send, failure.status, b"text/plain; charset=utf-8", plain, extra)
+                return
+            fmt = choose_format(_header(headers, b"accept") or "")
+            content_type, body = render_failure(failure, fmt)
+            await _respond(send, failure.status, content_type, body, extra)
+
+        return app
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *(extra or ()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Injector:
+    """A ``send`` that holds back a complete HTML response to put the script tag in."""
+
+    __slots__ = ("buffer", "downstream", "is_passing", "length", "start", "tag")
+
+    def __init__(self, downstream: Send, tag: bytes) -> None:
+        self.downstream = downstream
+        self.tag = tag
+        self.start: Message | None = None
+        self.length = -1
+        self.buffer = bytearray()
+        self.is_passing = False
+
+    async def send(self, message: Message) -> None:
+        downstream = self.downstream
+        if self.is_passing:
+            await downstream(message)
+            return
+        kind = message["type"]
+        if kind == "http.response.start" and self.start is None:
+            length = injectable_length(message["status"], message.get("headers", ()))
+            if length is None or message.get("trailers"):
+                self.is_passing = True
+                await downstream(message)
+                return
+            self.start, self.length = message, length
+            return
+        if kind != "http.response.body" or self.start is None:
+            await downstream(message)
+            return
+        self.buffer += message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        start = self.start
+        if more and 0 <= len(self.buffer) <= self.length:
+            return  # a known length: keep buffering (the last message may be empty)
+        if more:
+            # Streaming (unknown length), or more bytes than announced: leave it alone.
+            self.is_passing = True
+            await downstream(start)
+            await downstream(
+                {"type": "http.response.body", "body": bytes(self.buffer), "more_body": True}
+            )
+            return
+        body = bytes(self.buffer)
+        injected = inject(body, self.tag)
+        if injected is not None:
+            start = {**start, "headers": fix_headers(start.get("headers", ()), len(injected))}
+            body = injected
+        await downstream(start)
+        await downstream({"type": "http.response.body", "body": body})
+
+
+def dev_mode(
+    config: Config,
+    emit: Callable[[Event], None],
+    *,
+    urls: tuple[str, ...],
+    project_dirs: tuple[str, ...] = (),
+    changed: tuple[str, ...] = (),
+    livereload: LiveReload | None = None,
+) -> DevMode | None:
+    """The dev mode for `config` (None when every dev feature is off)."""
+    bound = tuple(urlsplit(url).hostname or "" for url in urls if "://" in url)
+    extra = (*config.allowed_hosts, "*") if config.uds is not None else config.allowed_hosts
+    hosts = HostPolicy.build(extra, bound_hosts=(config.host, *bound), machine=machine_name())
+    settings = DevSettings(
+        hosts=hosts,
+        debug_pages=config.debug_pages,
+        app_name=config.app or "APP",
+        root_path=config.root_path,
+        project_dirs=project_dirs or (config.app_dir,),
+        changed=changed,
+        livereload=livereload,
+    )
+    return DevMode(settings, emit) if settings.is_needed else None

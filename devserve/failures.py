@@ -1,0 +1,152 @@
+"""Turn a live exception into a `devserve.pages.Failure`: frames, source context, request.
+
+Worker side: it reads source files (through `linecache`) to show the lines around each
+frame. A frame is the user's when its file lies inside a project directory and outside
+``site-packages``, the standard library and devserve; the frames devserve itself adds
+above the app (its middleware, the import machinery) are left out.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sysconfig
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from devserve.pages import Failure, Frame, RequestSummary
+
+CONTEXT_LINES = 3
+MAX_FRAMES = 60
+MAX_HEADERS = 40
+_DEVSERVE_DIR = str(Path(__file__).resolve().parent) + os.sep
+_LIBRARY_DIRS = tuple(
+    str(Path(p).resolve()) + os.sep
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    if (p := sysconfig.get_paths().get(key))
+)
+_INTERNAL_MARKERS = ("<frozen ", "/importlib/", "uvloop")
+
+
+def is_internal(filename: str) -> bool:
+    """Frames of devserve and the machinery between it and the user's module."""
+    return filename.startswith(_DEVSERVE_DIR) or any(m in filename for m in _INTERNAL_MARKERS)
+
+
+class FrameClassifier:
+    """Which files are the user's, and how to show their names."""
+
+    def __init__(self, project_dirs: Iterable[str]) -> None:
+        self.roots = tuple(str(Path(d).resolve()) + os.sep for d in project_dirs)
+
+    def is_user(self, filename: str) -> bool:
+        """Inside the project, outside installed packages, the stdlib and devserve."""
+        if "site-packages" in filename or "dist-packages" in filename or is_internal(filename):
+            return False
+        if filename.startswith(_LIBRARY_DIRS) and not filename.startswith(self.roots):
+            return False
+        return filename.startswith(self.roots) if self.roots else not filename.startswith("<")
+
+    def shown(self, filename: str) -> str:
+        """The file name relative to the project root holding it, else as it is."""
+        for root in self.roots:
+            if filename.startswith(root):
+                return filename[len(root) :]
+        return filename
+
+
+def _package(filename: str) -> str:
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
+    if filename.startswith(_DEVSERVE_DIR):
+        return "devserve"
+    return "python" if filename.startswith(_LIBRARY_DIRS) else ""
+
+
+def source_context(
+    filename: str, lineno: int, radius: int = CONTEXT_LINES
+) -> tuple[tuple[int, str], ...]:
+    """(line number, text) of the lines around `lineno` in `filename` (empty if unreadable)."""
+    linecache.checkcache(filename)
+    start = max(1, lineno - radius)
+    lines = []
+    for number in range(start, lineno + radius + 1):
+        text = linecache.getline(filename, number)
+        if not text and number > lineno:
+            break
+        lines.append((number, text.rstrip("\n")))
+    return tuple(lines) if any(text for _, text in lines) else ()
+
+
+def exception_failure(
+    exc: BaseException,
+    classifier: FrameClassifier,
+    *,
+    status: int,
+    stage: str = "",
+    request: RequestSummary | None = None,
+    changed: tuple[str, ...] = (),
+) -> Failure:
+    """Describe `exc` for an error page, without devserve's own frames above the app."""
+    summary = traceback.TracebackException.from_exception(exc)
+    stack = list(summary.stack)
+    while stack and is_internal(stack[0].filename):
+        stack.pop(0)
+    summary.stack = traceback.StackSummary.from_list(stack)
+    frames = [
+        Frame(
+            shown=classifier.shown(f.filename),
+            lineno=f.lineno or 0,
+            name=f.name,
+            line=(f.line or "").strip(),
+            is_user=classifier.is_user(f.filename),
+            context=source_context(f.filename, f.lineno or 0)
+            if classifier.is_user(f.filename)
+            else (),
+            package=_package(f.filename),
+        )
+        for f in stack[-MAX_FRAMES:]
+    ]
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        frames.append(
+            Frame(
+                shown=classifier.shown(exc.filename),
+                lineno=exc.lineno,
+                name="<module>",
+                line=(exc.text or "").strip(),
+                is_user=True,
+                context=source_context(exc.filename, exc.lineno),
+            )
+        )
+    message = str(exc)
+    if isinstance(exc, SystemExit):
+        message = f"the application exited with code {exc.code!r} while starting"
+    return Failure(
+        status=status,
+        exc_type=type(exc).__qualname__,
+        message=message,
+        frames=tuple(frames),
+        traceback_text="".join(summary.format()),
+        stage=stage,
+        request=request,
+        changed=changed,
+    )
+
+
+def request_summary(scope: Mapping[str, Any]) -> RequestSummary:
+    """The request as the error page lists it."""
+    client = scope.get("client")
+    headers = tuple(
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope.get("headers", ())[:MAX_HEADERS]
+    )
+    return RequestSummary(
+        method=str(scope.get("method", "")),
+        path=str(scope.get("path", "")),
+        query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        client=f"{client[0]}:{client[1]}" if client else "-",
+        headers=headers,
+    )

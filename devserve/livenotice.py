@@ -1,0 +1,138 @@
+"""Asset changes for browsers: which saves need a new worker, and how the worker hears of them.
+
+A save of a file the app reads at request time (a template, a stylesheet, a script, an
+image: `DEFAULT_GLOBS` plus ``--livereload-include``) needs no new worker; the browser only
+has to reload, and for stylesheets not even that. Python files, ``--reload-include``
+matches and dependency files still start a new worker (`classify`).
+
+**Supervisor -> worker.** The event channel is one-way (worker -> supervisor) and workers
+are controlled by signals only; this adds the smallest thing that carries data the other
+way without a protocol that could deadlock: a *notice file* plus a signal. The supervisor
+keeps the last `MAX_NOTICES` notices, each ``{"seq", "kind", "paths"}``, in one JSON file
+in its private run directory (``mkdtemp``, mode 0700), replaced atomically
+(write + ``os.replace``), then sends ``SIGUSR1`` to every worker that reported ready. A
+worker's handler reads the file and forwards the notices newer than the last ``seq`` it saw
+to its live-reload streams. Signals may coalesce and the file may be read twice: the
+sequence numbers make both harmless. A worker that starts later never sees old notices: it
+begins at the file's current ``seq`` (its pages are newer anyway).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Kind = Literal["restart", "page", "css"]
+DEFAULT_GLOBS = (
+    "*.html",
+    "*.htm",
+    "*.jinja",
+    "*.jinja2",
+    "*.j2",
+    "*.css",
+    "*.js",
+    "*.mjs",
+    "*.svg",
+    "*.png",
+    "*.jpg",
+    "*.jpeg",
+    "*.gif",
+    "*.webp",
+    "*.ico",
+)
+MAX_NOTICES = 16
+
+
+def _matches(path: str, globs: Iterable[str]) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(path, g) for g in globs)
+
+
+def classify(
+    paths: tuple[str, ...], *, asset_globs: tuple[str, ...], reload_globs: tuple[str, ...]
+) -> Kind:
+    """What a batch of changed paths needs: a new worker, a page reload, or new stylesheets.
+
+    A path matching `reload_globs` (``*.py``, ``--reload-include``) restarts, whatever
+    else matched; so does an empty batch (an explicit reload) or a path matching neither.
+    """
+    if not paths:
+        return "restart"
+    kinds = set()
+    for path in paths:
+        if _matches(path, reload_globs) or not _matches(path, asset_globs):
+            return "restart"
+        kinds.add("css" if path.endswith(".css") else "page")
+    return "css" if kinds == {"css"} else "page"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One asset change to pass on to browsers."""
+
+    seq: int
+    kind: Kind
+    paths: tuple[str, ...]
+
+
+def encode(notices: list[Notice]) -> str:
+    """The notice file's text."""
+    return json.dumps([{"seq": n.seq, "kind": n.kind, "paths": list(n.paths)} for n in notices])
+
+
+def decode(text: str) -> list[Notice]:
+    """Parse the notice file; anything malformed is no notice."""
+    try:
+        raw = json.loads(text)
+        return [
+            Notice(int(item["seq"]), item["kind"], tuple(str(p) for p in item["paths"]))
+            for item in raw
+            if item.get("kind") in {"page", "css"}
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+
+
+class NoticeBoard:
+    """The supervisor's side: the run directory and the notice file in it."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="devserve-"))
+        self.path = self.directory / "notices.json"
+        self.notices: list[Notice] = []
+        self.seq = 0
+        self._write()
+
+    def post(self, kind: Kind, paths: tuple[str, ...]) -> Notice:
+        """Record a notice (atomically replacing the file) and return it."""
+        self.seq += 1
+        notice = Notice(self.seq, kind, paths)
+        self.notices = [*self.notices, notice][-MAX_NOTICES:]
+        self._write()
+        return notice
+
+    def _write(self) -> None:
+        scratch = self.path.with_suffix(".tmp")
+        scratch.write_text(encode(self.notices), encoding="utf-8")
+        os.replace(scratch, self.path)
+
+    def close(self) -> None:
+        """Remove the run directory."""
+        for path in (self.path, self.path.with_suffix(".tmp")):
+            path.unlink(missing_ok=True)
+        self.directory.rmdir()
+
+
+def read_notices(path: str, after: int) -> list[Notice]:
+    """The notices in the file at `path` newer than `after` (none if it is unreadable)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [n for n in decode(text) if n.seq > after]

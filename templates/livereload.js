@@ -1,0 +1,133 @@
+/* devserve live reload: injected into HTML pages under --reload (see README "Live reload").
+ *
+ * Listens on /__devserve/events (Server-Sent Events) with the per-run token from its own
+ * <script> tag. The first message of every stream names the worker that serves it (its boot
+ * id): a different one than the worker that rendered this page means new code is live, so the
+ * page reloads, once. A stream ends when its worker drains; the script reconnects with backoff
+ * (100 ms doubling to 3 s). "change" messages come without a new worker: a template or static
+ * file changed. CSS-only changes swap the stylesheets in place; anything else reloads.
+ */
+(function () {
+  "use strict";
+  var me = document.currentScript;
+  if (!me || window.__devserveLiveReload || typeof EventSource === "undefined") {
+    return;
+  }
+  window.__devserveLiveReload = true;
+  var token = me.getAttribute("data-token") || "";
+  var boot = me.getAttribute("data-boot") || "";
+  var base = me.getAttribute("data-base") || "";
+  var KEY = "devserve-reloaded-for";
+  var delay = 100;
+  var source = null;
+  var timer = null;
+  var reloading = false;
+  document.documentElement.classList.add("devserve-live");
+
+  function log(text) {
+    if (window.console && console.debug) {
+      console.debug("[devserve] " + text);
+    }
+  }
+
+  function reload(reason) {
+    if (reloading) {
+      return;
+    }
+    reloading = true;
+    log("reloading: " + reason);
+    if (source) {
+      source.close();
+    }
+    window.location.reload();
+  }
+
+  function sameFile(href, paths) {
+    var path;
+    try {
+      path = new URL(href, window.location.href).pathname;
+    } catch (e) {
+      return false;
+    }
+    for (var i = 0; i < paths.length; i++) {
+      var name = paths[i].split("/").pop();
+      if (name && path.slice(-name.length - 1) === "/" + name) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function swapStyles(paths) {
+    var links = document.querySelectorAll('link[rel~="stylesheet"][href]');
+    var matching = [];
+    for (var i = 0; i < links.length; i++) {
+      if (sameFile(links[i].href, paths)) {
+        matching.push(links[i]);
+      }
+    }
+    if (!matching.length) {
+      matching = Array.prototype.slice.call(links);
+    }
+    var stamp = String(Date.now());
+    matching.forEach(function (link) {
+      var url = new URL(link.href, window.location.href);
+      url.searchParams.set("__devserve", stamp);
+      var fresh = link.cloneNode(false);
+      fresh.href = url.href;
+      fresh.addEventListener("load", function () { link.remove(); });
+      fresh.addEventListener("error", function () { fresh.remove(); });
+      link.after(fresh);
+    });
+    log("swapped " + matching.length + " stylesheet(s)");
+  }
+
+  function schedule() {
+    if (timer !== null || reloading) {
+      return;
+    }
+    timer = window.setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 3000);
+  }
+
+  function connect() {
+    timer = null;
+    var url = base + "/__devserve/events?token=" + encodeURIComponent(token);
+    source = new EventSource(url);
+    source.addEventListener("hello", function (event) {
+      var data = JSON.parse(event.data);
+      delay = 100;
+      if (data.boot === boot) {
+        sessionStorage.removeItem(KEY);
+        return;
+      }
+      // One reload per new worker: if this page still comes from an older one after a
+      // reload (a cache answered), do not loop.
+      if (sessionStorage.getItem(KEY) === data.boot) {
+        log("page is older than the server, but it was reloaded once already");
+        return;
+      }
+      sessionStorage.setItem(KEY, data.boot);
+      reload(data.broken ? "the new code is broken" : "new code is live");
+    });
+    source.addEventListener("change", function (event) {
+      var data = JSON.parse(event.data);
+      if (data.kind === "css") {
+        swapStyles(data.paths || []);
+      } else {
+        reload("changed: " + (data.paths || []).join(", "));
+      }
+    });
+    source.onerror = function () {
+      source.close();
+      schedule();
+    };
+  }
+
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && source && source.readyState === EventSource.CLOSED) {
+      schedule();
+    }
+  });
+  connect();
+})();
