@@ -33,12 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from devserve.asgi import ASGIApp, Message, Receive, Scope, Send
+from devserve.asgi import ASGIApp, Receive, Scope, Send
 from devserve.config import Config
 from devserve.events import Event, LogLine
 from devserve.failures import FrameClassifier, exception_failure, request_summary
 from devserve.hosts import HostPolicy, is_cross_origin, token_matches
-from devserve.inject import fix_headers, inject, injectable_length, wants_page
+from devserve.inject import InjectingSend, wants_page
 from devserve.livenotice import read_notices
 from devserve.pages import (
     PREFIX,
@@ -168,7 +168,7 @@ class DevMode:
                     await self._endpoint(scope, receive, send, scope["path"][len(prefix) :])
                     return
                 if scope["method"] == "GET" and wants_page(headers):
-                    await app(scope, receive, _Injector(send, tag).send)
+                    await app(scope, receive, InjectingSend(send, tag).send)
                     return
             await app(scope, receive, send)
 
@@ -325,58 +325,6 @@ async def _respond(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class _Injector:
-    """A ``send`` that holds back a complete HTML response to put the script tag in."""
-
-    __slots__ = ("buffer", "downstream", "is_passing", "length", "start", "tag")
-
-    def __init__(self, downstream: Send, tag: bytes) -> None:
-        self.downstream = downstream
-        self.tag = tag
-        self.start: Message | None = None
-        self.length = -1
-        self.buffer = bytearray()
-        self.is_passing = False
-
-    async def send(self, message: Message) -> None:
-        downstream = self.downstream
-        if self.is_passing:
-            await downstream(message)
-            return
-        kind = message["type"]
-        if kind == "http.response.start" and self.start is None:
-            length = injectable_length(message["status"], message.get("headers", ()))
-            if length is None or message.get("trailers"):
-                self.is_passing = True
-                await downstream(message)
-                return
-            self.start, self.length = message, length
-            return
-        if kind != "http.response.body" or self.start is None:
-            await downstream(message)
-            return
-        self.buffer += message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        start = self.start
-        if more and 0 <= len(self.buffer) <= self.length:
-            return  # a known length: keep buffering (the last message may be empty)
-        if more:
-            # Streaming (unknown length), or more bytes than announced: leave it alone.
-            self.is_passing = True
-            await downstream(start)
-            await downstream(
-                {"type": "http.response.body", "body": bytes(self.buffer), "more_body": True}
-            )
-            return
-        body = bytes(self.buffer)
-        injected = inject(body, self.tag)
-        if injected is not None:
-            start = {**start, "headers": fix_headers(start.get("headers", ()), len(injected))}
-            body = injected
-        await downstream(start)
-        await downstream({"type": "http.response.body", "body": body})
 
 
 def dev_mode(

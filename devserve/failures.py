@@ -27,7 +27,7 @@ _LIBRARY_DIRS = tuple(
     for key in ("stdlib", "platstdlib", "purelib", "platlib")
     if (p := sysconfig.get_paths().get(key))
 )
-_INTERNAL_MARKERS = ("<frozen ", "/importlib/", "uvloop")
+_INTERNAL_MARKERS = ("<frozen ", "/importlib/", "/asyncio/", "uvloop")
 
 
 def is_internal(filename: str) -> bool:
@@ -93,6 +93,12 @@ def exception_failure(
     """Describe `exc` for an error page, without devserve's own frames above the app."""
     summary = traceback.TracebackException.from_exception(exc)
     stack = list(summary.stack)
+    # What runs above the first user frame is devserve and the import machinery.
+    if any(classifier.is_user(f.filename) for f in stack):
+        while not classifier.is_user(stack[0].filename):
+            stack.pop(0)
+    elif isinstance(exc, SyntaxError):
+        stack = []  # only the machinery that compiled the file: the error names the line
     while stack and is_internal(stack[0].filename):
         stack.pop(0)
     summary.stack = traceback.StackSummary.from_list(stack)
@@ -107,6 +113,7 @@ def exception_failure(
             if classifier.is_user(f.filename)
             else (),
             package=_package(f.filename),
+            path=f.filename,
         )
         for f in stack[-MAX_FRAMES:]
     ]
@@ -119,6 +126,7 @@ def exception_failure(
                 line=(exc.text or "").strip(),
                 is_user=True,
                 context=source_context(exc.filename, exc.lineno),
+                path=exc.filename,
             )
         )
     message = str(exc)

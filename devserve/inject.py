@@ -11,13 +11,16 @@ Only complete, uncompressed ``text/html`` documents are touched:
   alone (it may never end);
 * the body has a ``</body>`` (or ``</html>``) tag: the script goes right before the last one.
 
-The ``Content-Length`` is rewritten; ``ETag`` and ``Last-Modified`` are dropped, because the
+`InjectingSend` applies this to an app's ``send`` calls (it only awaits the ``send`` it
+wraps). The ``Content-Length`` is rewritten; ``ETag`` and ``Last-Modified`` are dropped, because the
 body now depends on the running worker and a ``304`` would bring back an older page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from devserve.asgi import Message, Send
 
 MAX_BUFFERED = 4 * 1024 * 1024
 _NO_BODY = frozenset({204, 206, 304})
@@ -79,3 +82,56 @@ def fix_headers(headers: Iterable[tuple[bytes, bytes]], length: int) -> list[tup
     fixed = [(n, v) for n, v in headers if n.lower() not in _DROPPED]
     fixed.append((b"content-length", str(length).encode()))
     return fixed
+
+
+class InjectingSend:
+    """A ``send`` that holds back a complete HTML response to put the script tag in."""
+
+    __slots__ = ("buffer", "downstream", "is_passing", "length", "start", "tag")
+
+    def __init__(self, downstream: Send, tag: bytes) -> None:
+        self.downstream = downstream
+        self.tag = tag
+        self.start: Message | None = None
+        self.length = -1
+        self.buffer = bytearray()
+        self.is_passing = False
+
+    async def send(self, message: Message) -> None:
+        """The app's ``send``: hold back, inject, or pass through."""
+        downstream = self.downstream
+        if self.is_passing:
+            await downstream(message)
+            return
+        kind = message["type"]
+        if kind == "http.response.start" and self.start is None:
+            length = injectable_length(message["status"], message.get("headers", ()))
+            if length is None or message.get("trailers"):
+                self.is_passing = True
+                await downstream(message)
+                return
+            self.start, self.length = message, length
+            return
+        if kind != "http.response.body" or self.start is None:
+            await downstream(message)
+            return
+        self.buffer += message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        start = self.start
+        if more and 0 <= len(self.buffer) <= self.length:
+            return  # a known length: keep buffering (the last message may be empty)
+        if more:
+            # Streaming (unknown length), or more bytes than announced: leave it alone.
+            self.is_passing = True
+            await downstream(start)
+            await downstream(
+                {"type": "http.response.body", "body": bytes(self.buffer), "more_body": True}
+            )
+            return
+        body = bytes(self.buffer)
+        injected = inject(body, self.tag)
+        if injected is not None:
+            start = {**start, "headers": fix_headers(start.get("headers", ()), len(injected))}
+            body = injected
+        await downstream(start)
+        await downstream({"type": "http.response.body", "body": body})

@@ -104,6 +104,15 @@ def _split_ips(
 
 _opt: Callable[..., Callable[[Any], Any]] = lambda *a, **k: click.option(*a, cls=SourcedOption, **k)  # noqa: E731
 
+# fmt: off
+_DEV_OPTIONS = [  # dev pages, live reload, allowed hosts (#7); one line each
+    _opt("--livereload/--no-livereload", default=None, help="Reload browser pages on new code [default: on with --reload]."),  # noqa: E501
+    _opt("--livereload-include", "livereload_includes", multiple=True, help="Files read at request time: refresh browsers, keep the worker (repeatable; templates, CSS, JS, images always)."),  # noqa: E501
+    _opt("--allowed-hosts", default="", callback=_split_ips, help="Comma-separated extra Host names ('.example.test' with subdomains, '*' all) [default: localhost, 127.0.0.1, ::1, this machine]."),  # noqa: E501
+    _opt("--debug-pages/--no-debug-pages", default=True, show_default=True, help="Tracebacks for allowed hosts on errors (off: a plain 500)."),  # noqa: E501
+]
+# fmt: on
+
 OPTIONS = [
     _opt("--host", default="127.0.0.1", show_default=True, help="Bind to this address."),
     _opt(
@@ -292,32 +301,7 @@ OPTIONS = [
         default=None,
         help="Poll for changes instead of OS events [default: auto-detect].",
     ),
-    # Dev pages, live reload, allowed hosts (#7).
-    _opt(
-        "--livereload/--no-livereload",
-        default=None,
-        help="Reload browser pages when new code is live [default: on with --reload].",
-    ),
-    _opt(
-        "--livereload-include",
-        "livereload_includes",
-        multiple=True,
-        help="Files read at request time: refresh browsers without a new worker (repeatable; "
-        "templates, CSS, JS and images always).",
-    ),
-    _opt(
-        "--allowed-hosts",
-        default="",
-        callback=_split_ips,
-        help="Comma-separated extra Host names to serve ('.example.test': with subdomains; "
-        "'*': all) [default: localhost, 127.0.0.1, ::1, this machine].",
-    ),
-    _opt(
-        "--debug-pages/--no-debug-pages",
-        default=True,
-        show_default=True,
-        help="Show tracebacks to allowed hosts on errors (off: a plain 500).",
-    ),
+    *_DEV_OPTIONS,
     _opt(
         "--ws",
         type=click.Choice(WS_MODES),

@@ -57,6 +57,7 @@ class Frame:
     is_user: bool
     context: tuple[tuple[int, str], ...] = ()
     package: str = ""
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +160,15 @@ def render_json(failure: Failure) -> str:
 
 def render_text(failure: Failure) -> str:
     """The plain-text body (curl, logs)."""
+    user = [frame for frame in failure.frames if frame.is_user]
+    where = f" at {user[-1].path or user[-1].shown}:{user[-1].lineno}" if user else ""
     if failure.stage:
-        head = f"devserve: the application could not start ({failure.stage})"
+        head = f"devserve: the application could not start ({failure.stage}){where}"
     else:
         head = "devserve: the application raised an exception"
         if failure.request is not None:
             head += f" handling {failure.request.method} {failure.request.path}"
+        head += where
     lines = [head, ""]
     if failure.changed:
         lines += [f"after a change to: {', '.join(failure.changed)}", ""]
