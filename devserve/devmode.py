@@ -51,6 +51,8 @@ from devserve.pages import (
 )
 
 HEARTBEAT_S = 15.0
+#: The last message of a stream whose worker drains: reconnect now, to the next worker.
+_BYE = b"event: bye\ndata: {}\n\n"
 MAX_LOGGED_HOSTS = 32
 #: Scope key telling the request cycle not to report the request (dev endpoints).
 QUIET_KEY = "devserve.quiet"
@@ -105,6 +107,7 @@ class DevMode:
         self.emit = emit
         self.classifier = FrameClassifier(settings.project_dirs)
         self.is_broken = False
+        self.is_closing = False
         self.streams: set[asyncio.Queue[bytes | None]] = set()
         self.last_seq = 0
         self.logged_hosts: set[str] = set()
@@ -127,6 +130,7 @@ class DevMode:
 
     def close(self) -> None:
         """End every live-reload stream (the worker drains): browsers move to the next one."""
+        self.is_closing = True
         for queue in list(self.streams):
             queue.put_nowait(None)
 
@@ -237,6 +241,11 @@ class DevMode:
                     ],
                 }
             )
+            if self.is_closing:
+                # A reconnect on a kept-alive connection to this draining worker: send the
+                # browser on at once (this connection closes after the response).
+                await send({"type": "http.response.body", "body": _BYE})
+                return
             hello = json.dumps({"boot": live.boot, "broken": self.is_broken})
             first = f"retry: 500\nevent: hello\ndata: {hello}\n\n".encode()
             await send({"type": "http.response.body", "body": first, "more_body": True})
@@ -255,7 +264,7 @@ class DevMode:
                     break
                 await send({"type": "http.response.body", "body": message, "more_body": True})
             if not gone.done():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": _BYE})
         finally:
             self.streams.discard(queue)
             gone.cancel()

@@ -3,8 +3,8 @@
  * Listens on /__devserve/events (Server-Sent Events) with the per-run token from its own
  * <script> tag. The first message of every stream names the worker that serves it (its boot
  * id): a different one than the worker that rendered this page means new code is live, so the
- * page reloads, once. A stream ends when its worker drains; the script reconnects with backoff
- * (100 ms doubling to 3 s). "change" messages come without a new worker: a template or static
+ * page reloads, once. A stream ends ("bye") when its worker drains; the script reconnects at
+ * once, and after errors with backoff (100 ms doubling to 3 s). "change" messages come without a new worker: a template or static
  * file changed. CSS-only changes swap the stylesheets in place; anything else reloads.
  */
 (function () {
@@ -27,6 +27,26 @@
   function log(text) {
     if (window.console && console.debug) {
       console.debug("[devserve] " + text);
+    }
+  }
+
+  function remembered() {
+    try {
+      return window.sessionStorage.getItem(KEY);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function remember(value) {
+    try {
+      if (value === null) {
+        window.sessionStorage.removeItem(KEY);
+      } else {
+        window.sessionStorage.setItem(KEY, value);
+      }
+    } catch (e) {
+      /* no storage (sandboxed frame): the boot id check alone applies */
     }
   }
 
@@ -98,16 +118,16 @@
       var data = JSON.parse(event.data);
       delay = 100;
       if (data.boot === boot) {
-        sessionStorage.removeItem(KEY);
+        remember(null);
         return;
       }
       // One reload per new worker: if this page still comes from an older one after a
       // reload (a cache answered), do not loop.
-      if (sessionStorage.getItem(KEY) === data.boot) {
+      if (remembered() === data.boot) {
         log("page is older than the server, but it was reloaded once already");
         return;
       }
-      sessionStorage.setItem(KEY, data.boot);
+      remember(data.boot);
       reload(data.broken ? "the new code is broken" : "new code is live");
     });
     source.addEventListener("change", function (event) {
@@ -117,6 +137,12 @@
       } else {
         reload("changed: " + (data.paths || []).join(", "));
       }
+    });
+    source.addEventListener("bye", function () {
+      // This worker drains: the next one is ready (or starting), reconnect right away.
+      source.close();
+      delay = Math.min(delay, 50);
+      schedule();
     });
     source.onerror = function () {
       source.close();

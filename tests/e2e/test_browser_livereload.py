@@ -24,9 +24,9 @@ from tests.e2e.cdp import Page, chromium_page, require_chromium
 from tests.helpers import assert_no_children, start_server_cli, stop_cli
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-#: How long the page may take to follow a save. The promise is "within a second"; the
-#: machine running the suite is shared, so the bound leaves room for a busy moment.
-FOLLOW_S = 3.0
+#: How long the page may take to follow a save. It takes about 0.25 s here (watcher, new
+#: worker, reconnect, page load); the suite's machine is shared, so the bound allows 8x that.
+FOLLOW_S = 2.0
 
 APP = """
 from pathlib import Path
@@ -83,7 +83,7 @@ def test_the_page_follows_saves_errors_and_fixes(tmp_path: Path) -> None:
     _write_app(project, "v1")
     (project / "note.html").write_text("note one")
     (project / "style.css").write_text("#marker { color: rgb(0, 0, 255); }")
-    cli = start_server_cli(["main:app", "--reload", "--no-reload-preload"], project)
+    cli = start_server_cli(["main:app", "--reload"], project)
     try:
         url = cli.url.replace("127.0.0.1", "localhost").rstrip("/") + "/"
         with chromium_page(tmp_path / "profile") as page:
