@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cdp import Page, chromium_page, require_chromium
-from tests.helpers import assert_no_children, start_server_cli, stop_cli
+from tests.e2e.test_reload import reload_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: How long the page may take to follow a save. It takes about 0.25 s here (watcher, new
@@ -83,50 +83,47 @@ def test_the_page_follows_saves_errors_and_fixes(tmp_path: Path) -> None:
     _write_app(project, "v1")
     (project / "note.html").write_text("note one")
     (project / "style.css").write_text("#marker { color: rgb(0, 0, 255); }")
-    cli = start_server_cli(["main:app", "--reload"], project)
-    try:
+    # Chromium outside the server's block: that block adopts orphans (reload_server), and
+    # Chromium's helpers must not become this process's zombies.
+    with chromium_page(tmp_path / "profile") as page, reload_server(project) as cli:
         url = cli.url.replace("127.0.0.1", "localhost").rstrip("/") + "/"
-        with chromium_page(tmp_path / "profile") as page:
-            page.call("Page.navigate", url=url)
-            page.wait_for(MARKER, "v1", timeout_s=15)
-            page.wait_for("document.documentElement.classList.contains('devserve-live')", True, 10)
+        page.call("Page.navigate", url=url)
+        page.wait_for(MARKER, "v1", timeout_s=15)
+        page.wait_for("document.documentElement.classList.contains('devserve-live')", True, 10)
 
-            _write_app(project, "v2")
-            took = page.wait_for(MARKER, "v2", timeout_s=FOLLOW_S)
-            print(f"new code on the page {took * 1000:.0f} ms after the save")
+        _write_app(project, "v2")
+        took = page.wait_for(MARKER, "v2", timeout_s=FOLLOW_S)
+        print(f"new code on the page {took * 1000:.0f} ms after the save")
 
-            _write_app(project, "v3", broken=True)
-            page.wait_for("document.title.startsWith('Could not start')", True, FOLLOW_S)
-            assert page.evaluate(TITLE) == "SyntaxError"
-            page.screenshot(DOCS / "startup-error-light.png", dark=False)
-            page.screenshot(DOCS / "startup-error-dark.png", dark=True)
+        _write_app(project, "v3", broken=True)
+        page.wait_for("document.title.startsWith('Could not start')", True, FOLLOW_S)
+        assert page.evaluate(TITLE) == "SyntaxError"
+        page.screenshot(DOCS / "startup-error-light.png", dark=False)
+        page.screenshot(DOCS / "startup-error-dark.png", dark=True)
 
-            _write_app(project, "v4")
-            page.wait_for(MARKER, "v4", timeout_s=FOLLOW_S)
+        _write_app(project, "v4")
+        page.wait_for(MARKER, "v4", timeout_s=FOLLOW_S)
 
-            page.call("Page.navigate", url=url + "orders")
-            page.wait_for(TITLE, "KeyError", timeout_s=10)
-            user_frame = "[...document.querySelectorAll('.frame.user .fn')].pop().textContent"
-            assert page.evaluate(user_frame) == "<genexpr>"
-            page.screenshot(DOCS / "error-page-light.png", dark=False)
-            page.screenshot(DOCS / "error-page-dark.png", dark=True)
+        page.call("Page.navigate", url=url + "orders")
+        page.wait_for(TITLE, "KeyError", timeout_s=10)
+        user_frame = "[...document.querySelectorAll('.frame.user .fn')].pop().textContent"
+        assert page.evaluate(user_frame) == "<genexpr>"
+        page.screenshot(DOCS / "error-page-light.png", dark=False)
+        page.screenshot(DOCS / "error-page-dark.png", dark=True)
 
-            page.call("Page.navigate", url=url)
-            page.wait_for(MARKER, "v4", timeout_s=10)
-            _probe(page)
-            (project / "note.html").write_text("note two")
-            page.wait_for("document.getElementById('note').textContent", "note two", FOLLOW_S)
-            assert page.evaluate("window.__probe") is None  # reloaded
+        page.call("Page.navigate", url=url)
+        page.wait_for(MARKER, "v4", timeout_s=10)
+        _probe(page)
+        (project / "note.html").write_text("note two")
+        page.wait_for("document.getElementById('note').textContent", "note two", FOLLOW_S)
+        assert page.evaluate("window.__probe") is None  # reloaded
 
-            _probe(page)
-            (project / "style.css").write_text("#marker { color: rgb(255, 0, 0); }")
-            color = "getComputedStyle(document.getElementById('marker')).color"
-            page.wait_for(color, "rgb(255, 0, 0)", FOLLOW_S)
-            assert page.evaluate("window.__probe") == "kept"  # swapped in place
+        _probe(page)
+        (project / "style.css").write_text("#marker { color: rgb(255, 0, 0); }")
+        color = "getComputedStyle(document.getElementById('marker')).color"
+        page.wait_for(color, "rgb(255, 0, 0)", FOLLOW_S)
+        assert page.evaluate("window.__probe") == "kept"  # swapped in place
         output = cli.output()
         assert "note.html changed: reloading pages in browsers" in output
         assert "style.css changed: swapping stylesheets in browsers" in output
         assert output.count("reloaded in") == 2, output  # v2 and v4: assets needed no worker
-    finally:
-        stop_cli(cli)
-        assert_no_children(cli.proc.pid)
