@@ -9,6 +9,11 @@ It is a thin shell around `devserve.policy.ReloadPolicy`: inputs come from the w
 `ServerStarted`), from process exits (`WorkerExited`), from signals (`StopRequested`;
 SIGHUP reloads) and from backoff timers; the policy answers with actions the supervisor
 carries out. Worker events (requests, errors) go to the reporter.
+
+With live reload, a save that only touched files the app reads at request time starts no
+worker: the supervisor posts a notice and signals the ready workers (`devserve.livenotice`
+explains that supervisor -> worker channel); each worker gets the run's token, the notice
+file and the paths that led to it in its `Handoff`.
 """
 
 from __future__ import annotations

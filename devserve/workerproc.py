@@ -9,9 +9,13 @@ write end only the supervisor holds. The worker then
 2. reads ``--env-file`` again, so edits to it apply to this generation;
 3. serves the app, reporting events; once ready, reports the third-party modules it
    imported so the fork server can preload them for the next generation;
-4. if the app cannot be imported or its lifespan startup fails, reports `StartupFailed`
-   and serves a plain error response on every request instead, until replaced: clients
-   get an explanation, never a refused connection.
+4. if the app cannot be imported, exits at import (``sys.exit``) or its lifespan startup
+   fails, reports `StartupFailed` and serves the "could not start" page on every request
+   instead (HTML, JSON or text, `devserve.devmode.DevMode.startup_app`), until replaced:
+   clients get an explanation, never a refused connection.
+
+Dev mode (`devserve.devmode`) wraps the app in both cases; live reload is on when the
+supervisor handed over its per-run token (and the notice file, `devserve.livenotice`).
 """
 
 from __future__ import annotations
