@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/devpages.py [--rounds N] [--duration S]
+    python bench/devpages.py [--rounds N] [--duration S] [--micro]
 
 Every request of a plain-text hello-world passes through devserve's dev layer (the Host
 check; under ``--reload`` also the live-reload check, which sends it straight on because
@@ -17,13 +17,22 @@ wrk asks for no HTML). This runs ``wrk -t1 -c32`` against, interleaved round by 
 Server on CPU 0, wrk on CPU 1 (``taskset``), fresh server per round with a 1 s warm-up, as
 `bench/throughput.py` does (its helpers are reused). Prints each round, the medians, and
 the median per-round ratios against uvicorn and against the bare variant.
+
+On a busy machine the wrk figures drown the difference, so ``--micro`` first measures the
+layer itself in process: the same app called directly and through ``DevMode.wrap`` (with
+live reload on), alternating batches of `MICRO_CALLS` requests, CPU microseconds per
+request of each (median and min over the batches) and their difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import throughput as tp  # bench/ is on sys.path when this script runs
 
@@ -50,12 +59,76 @@ def server_argv(name: str, port: int) -> list[str]:
     return [*_plain_argv("devserve", port), *VARIANTS[name]]
 
 
+MICRO_CALLS = 20_000
+MICRO_BATCHES = 30
+
+
+def micro() -> None:
+    """Per-request cost of the dev layer, in process (no sockets)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devserve.config import Config  # noqa: PLC0415 - only for this measurement
+    from devserve.devmode import LiveReload, dev_mode  # noqa: PLC0415
+
+    sys.path.insert(0, str(tp.APP_DIR))
+    from hello import app  # type: ignore[import-not-found]  # noqa: PLC0415
+
+    config = Config.from_options({"app": "hello:app", "reload": True})
+    dev = dev_mode(
+        config, lambda _e: None, urls=("http://127.0.0.1:8000",), livereload=LiveReload("t", "b")
+    )
+    if dev is None:
+        raise tp.BenchError("dev mode is off")
+    wrapped = dev.wrap(app)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    async def batch(target: Any) -> float:
+        started = time.process_time()  # CPU time: less disturbed by a busy machine
+        for _ in range(MICRO_CALLS):
+            await target(scope, receive, send)
+        return (time.process_time() - started) / MICRO_CALLS * 1e6
+
+    async def run() -> tuple[list[float], list[float]]:
+        bare, layered = [], []
+        for _ in range(MICRO_BATCHES):
+            bare.append(await batch(app))
+            layered.append(await batch(wrapped))
+        return bare, layered
+
+    bare, layered = asyncio.run(run())
+    print(
+        f"== in process, {MICRO_BATCHES} alternating batches of {MICRO_CALLS} requests (CPU time)"
+    )
+    for label, pick in (("median", statistics.median), ("min", min)):
+        b, w = pick(bare), pick(layered)
+        print(
+            f"{label:<6} app alone {b:5.2f} us  app + dev layer {w:5.2f} us"
+            f"  dev layer {w - b:5.2f} us/request (non-HTML request)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--micro", action="store_true", help="also time the layer in process")
     args = parser.parse_args(argv)
+    if args.micro:
+        micro()
+    if args.rounds < 1:
+        return 0
     tp.check_prerequisites()
     tp.server_argv = server_argv  # running_server() looks it up at call time
     results: dict[str, list[tp.WrkResult]] = {name: [] for name in VARIANTS}

@@ -25,18 +25,12 @@ from devserve.asgi import Message, Send
 MAX_BUFFERED = 4 * 1024 * 1024
 _NO_BODY = frozenset({204, 206, 304})
 _DROPPED = frozenset({b"content-length", b"etag", b"last-modified"})
+_PAGE_DESTS = frozenset({None, b"document", b"iframe"})
 
 
-def wants_page(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether the request headers look like a browser loading a page."""
-    accept = b""
-    dest = None
-    for name, value in headers:
-        if name == b"accept":
-            accept = value
-        elif name == b"sec-fetch-dest":
-            dest = value
-    return b"text/html" in accept and dest in {None, b"document", b"iframe"}
+def wants_page(accept: bytes, fetch_dest: bytes | None) -> bool:
+    """Whether a request's ``Accept`` and ``Sec-Fetch-Dest`` look like a page load."""
+    return b"text/html" in accept and fetch_dest in _PAGE_DESTS
 
 
 def injectable_length(status: int, headers: Iterable[tuple[bytes, bytes]]) -> int | None:

@@ -22,19 +22,19 @@ HTML = (b"content-type", b"text/html; charset=utf-8")
 
 
 @pytest.mark.parametrize(
-    ("headers", "expected"),
+    ("accept", "dest", "expected"),
     [
-        ([(b"accept", b"text/html,*/*")], True),
-        ([(b"accept", b"text/html"), (b"sec-fetch-dest", b"document")], True),
-        ([(b"accept", b"text/html"), (b"sec-fetch-dest", b"iframe")], True),
-        ([(b"accept", b"text/html"), (b"sec-fetch-dest", b"empty")], False),  # fetch()
-        ([(b"accept", b"*/*")], False),
-        ([(b"accept", b"application/json")], False),
-        ([], False),
+        (b"text/html,*/*", None, True),
+        (b"text/html", b"document", True),
+        (b"text/html", b"iframe", True),
+        (b"text/html", b"empty", False),  # fetch()
+        (b"*/*", None, False),
+        (b"application/json", None, False),
+        (b"", None, False),
     ],
 )
-def test_wants_page(headers: list[tuple[bytes, bytes]], expected: bool) -> None:
-    assert wants_page(headers) is expected
+def test_wants_page(accept: bytes, dest: bytes | None, expected: bool) -> None:
+    assert wants_page(accept, dest) is expected
 
 
 @pytest.mark.parametrize(
