@@ -127,3 +127,5 @@ def test_the_page_follows_saves_errors_and_fixes(tmp_path: Path) -> None:
         assert "note.html changed: reloading pages in browsers" in output
         assert "style.css changed: swapping stylesheets in browsers" in output
         assert output.count("reloaded in") == 2, output  # v2 and v4: assets needed no worker
+        # One page load per change, no storm: v1, v2, v3 (broken), v4, back from /orders, note.
+        assert output.count('"GET / HTTP/1.1"') == 6, output
