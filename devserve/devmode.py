@@ -141,7 +141,9 @@ class DevMode:
             return
         for notice in read_notices(live.notice_path, self.last_seq):
             self.last_seq = max(self.last_seq, notice.seq)
-            data = json.dumps({"kind": notice.kind, "paths": list(notice.paths)})
+            data = json.dumps(
+                {"kind": notice.kind, "paths": list(notice.paths), "message": notice.message}
+            )
             self._broadcast(f"event: change\ndata: {data}\n\n".encode())
 
     def _broadcast(self, message: bytes) -> None:

@@ -12,9 +12,15 @@ keeps the last `MAX_NOTICES` notices, each ``{"seq", "kind", "paths"}``, in one 
 in its private run directory (``mkdtemp``, mode 0700), replaced atomically
 (write + ``os.replace``), then sends ``SIGUSR1`` to every worker that reported ready. A
 worker's handler reads the file and forwards the notices newer than the last ``seq`` it saw
-to its live-reload streams. Signals may coalesce and the file may be read twice: the
-sequence numbers make both harmless. A worker that starts later never sees old notices: it
-begins at the file's current ``seq`` (its pages are newer anyway).
+to its live-reload streams ("crash" notices tell browsers that a new worker died while
+starting, so the page they show is still the old code). Signals may coalesce and the file
+may be read twice: the sequence numbers make both harmless. A worker that starts later
+never sees old notices: it begins at the file's current ``seq`` (its pages are newer).
+
+Not chosen: writing to the *parent pipe* (one pipe shared by every worker, read for EOF
+only: a message could not be addressed to one worker), or a second socketpair per worker
+(one more descriptor to carry through the fork server's ``SCM_RIGHTS`` handoff and one more
+reader in every worker, for a few messages a day).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["restart", "page", "css"]
+Kind = Literal["restart", "page", "css", "crash"]
 DEFAULT_GLOBS = (
     "*.html",
     "*.htm",
@@ -79,11 +85,17 @@ class Notice:
     seq: int
     kind: Kind
     paths: tuple[str, ...]
+    message: str = ""
 
 
 def encode(notices: list[Notice]) -> str:
     """The notice file's text."""
-    return json.dumps([{"seq": n.seq, "kind": n.kind, "paths": list(n.paths)} for n in notices])
+    return json.dumps(
+        [
+            {"seq": n.seq, "kind": n.kind, "paths": list(n.paths), "message": n.message}
+            for n in notices
+        ]
+    )
 
 
 def decode(text: str) -> list[Notice]:
@@ -91,9 +103,14 @@ def decode(text: str) -> list[Notice]:
     try:
         raw = json.loads(text)
         return [
-            Notice(int(item["seq"]), item["kind"], tuple(str(p) for p in item["paths"]))
+            Notice(
+                int(item["seq"]),
+                item["kind"],
+                tuple(str(p) for p in item["paths"]),
+                str(item.get("message", "")),
+            )
             for item in raw
-            if item.get("kind") in {"page", "css"}
+            if item.get("kind") in {"page", "css", "crash"}
         ]
     except (ValueError, TypeError, KeyError, AttributeError):
         return []
@@ -109,10 +126,10 @@ class NoticeBoard:
         self.seq = 0
         self._write()
 
-    def post(self, kind: Kind, paths: tuple[str, ...]) -> Notice:
+    def post(self, kind: Kind, paths: tuple[str, ...], message: str = "") -> Notice:
         """Record a notice (atomically replacing the file) and return it."""
         self.seq += 1
-        notice = Notice(self.seq, kind, paths)
+        notice = Notice(self.seq, kind, paths, message)
         self.notices = [*self.notices, notice][-MAX_NOTICES:]
         self._write()
         return notice

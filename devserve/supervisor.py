@@ -42,7 +42,7 @@ from devserve.events import (
 from devserve.forklauncher import ForkServerLauncher
 from devserve.handoff import Handoff
 from devserve.ipc import EventReceiver
-from devserve.livenotice import DEFAULT_GLOBS, NoticeBoard, classify
+from devserve.livenotice import DEFAULT_GLOBS, Kind, NoticeBoard, classify
 from devserve.policy import (
     Action,
     BackoffElapsed,
@@ -307,6 +307,9 @@ class Supervisor:
         self.report(
             LogLine("error", f"worker {action.generation} stopped unexpectedly ({how}){retry}")
         )
+        if action.retry_in_s is None:  # a new worker died; the old code still serves
+            text = f"The new code crashed while starting ({how}); this is still the old code."
+            self._tell_browsers("crash", self.changed, text)
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -331,14 +334,20 @@ class Supervisor:
         )
         if kind == "restart":
             return False
-        self.board.post(kind, paths)
-        for generation in self.ready:
-            if generation in self.workers:
-                self.workers[generation].send_signal(signal.SIGUSR1)
+        self._tell_browsers(kind, paths)
         shown = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")  # noqa: PLR2004
         what = "swapping stylesheets" if kind == "css" else "reloading pages"
         self.report(LogLine("info", f"{shown} changed: {what} in browsers"))
         return True
+
+    def _tell_browsers(self, kind: Kind, paths: tuple[str, ...], message: str = "") -> None:
+        """Post a notice and signal the workers that serve (see `devserve.livenotice`)."""
+        if self.board is None:
+            return
+        self.board.post(kind, paths, message)
+        for generation in self.ready:
+            if generation in self.workers:
+                self.workers[generation].send_signal(signal.SIGUSR1)
 
     def _spawn_task(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]

@@ -102,6 +102,29 @@
     log("swapped " + matching.length + " stylesheet(s)");
   }
 
+  function banner(text) {
+    var old = document.getElementById("devserve-banner");
+    if (old) {
+      old.remove();
+    }
+    var box = document.createElement("div");
+    box.id = "devserve-banner";
+    box.setAttribute("role", "alert");
+    box.style.cssText = "position:fixed;left:16px;right:16px;bottom:16px;z-index:2147483647;" +
+      "padding:12px 44px 12px 16px;border-radius:10px;background:#c2261b;color:#fff;" +
+      "font:14px/1.4 system-ui,sans-serif;box-shadow:0 6px 24px rgba(0,0,0,.25)";
+    box.textContent = "devserve: " + text + " Details are in the terminal.";
+    var close = document.createElement("button");
+    close.type = "button";
+    close.textContent = "\u00d7";
+    close.setAttribute("aria-label", "Dismiss");
+    close.style.cssText = "position:absolute;right:10px;top:6px;border:0;background:none;" +
+      "color:#fff;font-size:22px;cursor:pointer";
+    close.addEventListener("click", function () { box.remove(); });
+    box.appendChild(close);
+    document.body.appendChild(box);
+  }
+
   function schedule() {
     if (timer !== null || reloading) {
       return;
@@ -134,6 +157,8 @@
       var data = JSON.parse(event.data);
       if (data.kind === "css") {
         swapStyles(data.paths || []);
+      } else if (data.kind === "crash") {
+        banner(data.message || "The new code crashed while starting.");
       } else {
         reload("changed: " + (data.paths || []).join(", "));
       }

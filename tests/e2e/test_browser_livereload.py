@@ -8,7 +8,8 @@
 * an exception in a view: the error page with the user's frame (screenshots, light and dark,
   are saved to ``docs/`` for the README);
 * a template read at request time: the page reloads without a new worker;
-* a stylesheet: swapped in place, the page is not reloaded.
+* a stylesheet: swapped in place, the page is not reloaded;
+* new code whose process dies while starting: the old page stays, with a banner saying so.
 
 Skipped when ``chromium`` is missing.
 """
@@ -123,6 +124,14 @@ def test_the_page_follows_saves_errors_and_fixes(tmp_path: Path) -> None:
         color = "getComputedStyle(document.getElementById('marker')).color"
         page.wait_for(color, "rgb(255, 0, 0)", FOLLOW_S)
         assert page.evaluate("window.__probe") == "kept"  # swapped in place
+
+        (project / "main.py").write_text("import os\nos._exit(4)\n")  # dies while starting
+        banner = "document.getElementById('devserve-banner') !== null"
+        page.wait_for(banner, True, timeout_s=10)
+        assert "exit code 4" in page.evaluate(
+            "document.getElementById('devserve-banner').textContent"
+        )
+        assert page.evaluate(MARKER) == "v4" and page.evaluate("window.__probe") == "kept"
         output = cli.output()
         assert "note.html changed: reloading pages in browsers" in output
         assert "style.css changed: swapping stylesheets in browsers" in output

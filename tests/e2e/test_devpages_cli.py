@@ -189,3 +189,20 @@ def test_live_reload_stream_follows_workers_and_assets(tmp_path: Path) -> None:
         with _stream(port, token) as sock:
             data = recv_until(sock, lambda d: HELLO.search(d) is not None)
             assert b'"broken": true' in data
+
+
+def test_browsers_hear_when_new_code_crashes_while_the_old_serves(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", _source("v1"))
+    with reload_server(tmp_path) as cli:
+        port = int(cli.url.rsplit(":", 1)[1].strip("/"))
+        page = httpx.get(cli.url + "/", headers={"Accept": "text/html"}, timeout=5)
+        match = TAG.search(page.content)
+        assert match is not None
+        with _stream(port, match.group(1).decode()) as sock:
+            _hello(sock)
+            write(tmp_path / "main.py", "import os\nos._exit(4)\n")
+            notice = rb"event: change\ndata: [^\n]*\n\n"
+            data = recv_until(sock, lambda d: re.search(notice, d) is not None, timeout_s=10)
+            assert b'"kind": "crash"' in data and b"exit code 4" in data, data
+        assert httpx.get(cli.url + "/", timeout=5).text.endswith("v1</p></body></html>")
+        cli.wait_for(r"stopped unexpectedly \(exit code 4\)")

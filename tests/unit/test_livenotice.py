@@ -50,7 +50,11 @@ def test_livereload_include_adds_globs() -> None:
 
 
 def test_codec_round_trip_and_garbage() -> None:
-    notices = [Notice(1, "css", ("a.css",)), Notice(2, "page", ("b.html", "c.js"))]
+    notices = [
+        Notice(1, "css", ("a.css",)),
+        Notice(2, "page", ("b.html", "c.js")),
+        Notice(3, "crash", ("main.py",), "exit code 1"),
+    ]
     assert decode(encode(notices)) == notices
     assert decode("not json") == []
     assert decode('[{"seq": 1, "kind": "restart", "paths": []}]') == []
