@@ -248,8 +248,9 @@ class RequestCycle:
                 self.protocol.abort()
             return
         if not self.is_started:
-            self._report_error(RuntimeError("the application returned without sending a response"))
-            self._send_500()
+            error = RuntimeError("the application returned without sending a response")
+            self._report_error(error)
+            self._send_500(error)
         elif not self.is_complete:
             # Returned mid-response: the client cannot know where the body ends.
             self._report()

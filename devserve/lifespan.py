@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 
 class StartupFailed(DevserveError):
-    """Lifespan startup failed; the message is the app's, or a traceback."""
+    """Lifespan startup failed; the message is the app's, or a traceback.
+
+    ``error`` is the exception the app raised, when it raised (for the error page).
+    """
+
+    error: BaseException | None = None
 
 
 class _Phase(enum.Enum):
@@ -48,6 +53,7 @@ class Lifespan:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._answered = asyncio.Event()
         self._failure: str | None = None
+        self._error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def startup(self, timeout_s: float) -> None:
@@ -70,7 +76,9 @@ class Lifespan:
             msg = f"lifespan startup did not complete within {timeout_s:g} s"
             raise StartupFailed(msg) from None
         if self._failure is not None:
-            raise StartupFailed(self._failure)
+            failed = StartupFailed(self._failure)
+            failed.error = self._error
+            raise failed
 
     async def shutdown(self, timeout_s: float) -> None:
         """Run shutdown, bounded by `timeout_s`; failures are reported, not raised."""
@@ -102,6 +110,7 @@ class Lifespan:
                 self.phase = _Phase.UNSUPPORTED
             elif self.phase in {_Phase.STARTING, _Phase.STOPPING}:
                 self._failure = "".join(traceback.format_exception(exc)).rstrip()
+                self._error = exc
             self._answered.set()
             return
         if self.phase is _Phase.STARTING:

@@ -223,8 +223,9 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         emit(failure)
         app = error_app(failure)
         if dev is not None:
+            shown = getattr(exc, "error", None) or exc  # lifespan: the app's own exception
             page = exception_failure(
-                exc, dev.classifier, status=503, stage=stage, changed=handoff.changed
+                shown, dev.classifier, status=503, stage=stage, changed=handoff.changed
             )
             app = dev.startup_app(page)
         fallback = Worker(

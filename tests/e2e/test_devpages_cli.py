@@ -38,6 +38,8 @@ async def app(scope, receive, send):
     body = ("<html><body><p>" + VERSION + "</p></body></html>").encode()
     if path == "/boom":
         compute(0)
+    elif path == "/silent":
+        return
     elif path == "/api":
         headers, body = [(b"content-type", b"application/json")], b'{{"ok": true}}'
     elif path == "/gz":
@@ -86,6 +88,9 @@ def test_error_pages_are_negotiated(tmp_path: Path) -> None:
         assert text.text.startswith(
             "devserve: the application raised an exception handling GET /boom"
         )
+        silent = httpx.get(cli.url + "/silent", headers={"Accept": "application/json"}, timeout=5)
+        assert silent.status_code == 500
+        assert silent.json()["error"] == "the application returned without sending a response"
         ok = httpx.get(cli.url + "/", headers={"Accept": "text/html"}, timeout=5)
         assert ok.status_code == 200 and ok.text == "<html><body><p>v1</p></body></html>"
 
@@ -206,3 +211,25 @@ def test_browsers_hear_when_new_code_crashes_while_the_old_serves(tmp_path: Path
             assert b'"kind": "crash"' in data and b"exit code 4" in data, data
         assert httpx.get(cli.url + "/", timeout=5).text.endswith("v1</p></body></html>")
         cli.wait_for(r"stopped unexpectedly \(exit code 4\)")
+
+
+LIFESPAN_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        connect_db()
+
+
+def connect_db():
+    raise ConnectionRefusedError("database refused the connection")
+"""
+
+
+def test_a_failing_lifespan_shows_the_apps_own_exception(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", LIFESPAN_APP)
+    with reload_server(tmp_path, "--lifespan", "on") as cli:
+        reply = httpx.get(cli.url + "/", headers={"Accept": "application/json"}, timeout=5)
+        document = reply.json()
+        assert reply.status_code == 503 and document["stage"] == "lifespan startup"
+        assert document["type"] == "ConnectionRefusedError"
+        assert [f["function"] for f in document["traceback"]] == ["app", "connect_db"]
