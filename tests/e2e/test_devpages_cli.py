@@ -218,6 +218,9 @@ async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         await receive()
         connect_db()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 def connect_db():
@@ -226,8 +229,10 @@ def connect_db():
 
 
 def test_a_failing_lifespan_shows_the_apps_own_exception(tmp_path: Path) -> None:
-    write(tmp_path / "main.py", LIFESPAN_APP)
+    write(tmp_path / "main.py", LIFESPAN_APP.replace("        connect_db()\n", ""))
     with reload_server(tmp_path, "--lifespan", "on") as cli:
+        write(tmp_path / "main.py", LIFESPAN_APP)
+        wait_served(cli, 503, "could not start (lifespan startup)")
         reply = httpx.get(cli.url + "/", headers={"Accept": "application/json"}, timeout=5)
         document = reply.json()
         assert reply.status_code == 503 and document["stage"] == "lifespan startup"
