@@ -281,7 +281,7 @@ def test_hidden_events_write_nothing() -> None:
 
 def test_inside_event_loop_batches_into_one_write() -> None:
     stream = CountingStream()
-    reporter = LineReporter(stream, color=False)
+    reporter = LineReporter(stream, color=False, is_batched=True)
 
     async def burst() -> int:
         for i in range(5):
@@ -296,9 +296,21 @@ def test_inside_event_loop_batches_into_one_write() -> None:
     assert [line.split('"')[1] for line in lines] == [f"GET /{i} HTTP/1.1" for i in range(5)]
 
 
-def test_each_loop_iteration_gets_its_own_write() -> None:
+def test_unbatched_writes_each_line_at_once_inside_the_loop() -> None:
     stream = CountingStream()
     reporter = LineReporter(stream, color=False)
+
+    async def burst() -> int:
+        for i in range(3):
+            reporter(_request(path=f"/{i}"))
+        return stream.writes  # before the loop gets a chance to run anything else
+
+    assert asyncio.run(burst()) == 3
+
+
+def test_each_loop_iteration_gets_its_own_write() -> None:
+    stream = CountingStream()
+    reporter = LineReporter(stream, color=False, is_batched=True)
 
     async def two_bursts() -> None:
         reporter(LogLine("info", "a"))

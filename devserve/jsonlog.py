@@ -1,0 +1,111 @@
+"""``--ui json``: one JSON object per event per line on stdout, for tools and agents.
+
+Every event is written, as its fields plus two keys every object has::
+
+    {"type": "request_completed", "time": "2026-12-01T05:50:00.123Z", "method": "GET",
+     "path": "/", "status": 200, "duration_ms": 1.8, ..., "route": null}
+
+(one line in the real output). ``type`` is the event's class name in snake case
+(`event_type`); ``time`` is when devserve wrote it, UTC, millisecond precision. The other
+keys are the event's dataclass fields (`devserve.events`), under the same names, with
+tuples as arrays; an `AppErrored`'s ``frames`` are objects. Field names only ever grow.
+The app's own output arrives as ``{"type": "app_output", "stream": "stdout", "line": ...}``
+and the exit summary as one ``{"type": "summary", ...}`` object (`devserve.summary`).
+
+Lines are flushed as they are written unless ``is_batched``: then the lines of one
+event-loop iteration are written together at its end (the supervisor's loop runs no app
+code, so that is prompt; single-process mode writes each line at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from devserve.events import Event
+from devserve.summary import summary_record
+from devserve.tui.stats import StatsSummary
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def event_type(event: Event) -> str:
+    """The ``type`` of `event` in JSON output: ``RequestCompleted`` -> ``request_completed``."""
+    name = _CAMEL.sub("_", type(event).__name__).lower()
+    return name.replace("web_socket", "websocket")
+
+
+def format_time(epoch_s: float) -> str:
+    """RFC 3339 UTC with milliseconds: ``2026-12-01T05:50:00.123Z``."""
+    moment = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def event_record(event: Event, epoch_s: float) -> dict[str, Any]:
+    """The JSON object for `event` written at wall-clock time `epoch_s`."""
+    return {"type": event_type(event), "time": format_time(epoch_s), **dataclasses.asdict(event)}
+
+
+class JsonReporter:
+    """Write each event as one JSON line to `stream`.
+
+    Args:
+        stream: where lines go (stdout).
+        is_batched: write the lines of one event-loop iteration together (see module notes).
+        wall_clock: seconds since the epoch, for ``time``.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        is_batched: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stream = stream
+        self.is_batched = is_batched
+        self.wall_clock = wall_clock
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def __call__(self, event: Event) -> None:
+        """Report one event."""
+        self._write(event_record(event, self.wall_clock()))
+
+    def finish(self, summary: StatsSummary) -> None:
+        """Write the exit summary object, then flush."""
+        self._write(
+            {"type": "summary", "time": format_time(self.wall_clock()), **summary_record(summary)}
+        )
+        self.flush()
+
+    def flush(self) -> None:
+        """Write buffered lines now."""
+        self._scheduled = False
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write(text)
+                self.stream.flush()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._pending.append(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        if not self.is_batched or self._scheduled:
+            if not self.is_batched:
+                self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
