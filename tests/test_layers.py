@@ -132,6 +132,7 @@ TUI_EXTRA = {"tui.live": ("devserve.config", "devserve.summary")}
 TUI_PURE = {
     "tui.state",
     "tui.logitems",
+    "tui.keys",
     "tui.view",
     "tui.dashview",
     "tui.stats",

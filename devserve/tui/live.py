@@ -44,6 +44,7 @@ from devserve.config import Config
 from devserve.events import Event
 from devserve.summary import summary_text
 from devserve.tui.dashview import dashboard
+from devserve.tui.keys import Action, press
 from devserve.tui.logitems import LogItem
 from devserve.tui.state import DashboardState, Screen
 from devserve.tui.stats import Stats, StatsSummary
@@ -297,51 +298,28 @@ class LiveUI:
             self.on_key(key)
         self.frame()
 
-    def on_key(self, key: str) -> None:  # noqa: C901, PLR0912 - one branch per key
-        """Answer one key press."""
-        state, controls = self.state, self.controls
-        match key:
-            case "q" | "Q":
-                state.notice("stopping…")
-                if controls is not None:
-                    controls.quit()
-            case "r" | "R":
-                if controls is not None and controls.reload is not None:
-                    state.notice("reload asked", "reload")
-                    controls.reload()
-                else:
-                    state.notice("reloading needs --reload", "warning")
-            case "c" | "C":
-                state.clear()
+    def on_key(self, key: str) -> None:
+        """Answer one key press (see `devserve.tui.keys`)."""
+        action = press(self.state, key)
+        controls = self.controls
+        match action:
+            case Action.QUIT if controls is not None:
+                controls.quit()
+            case Action.RELOAD if controls is not None and controls.reload is not None:
+                controls.reload()
+            case Action.CLEAR:
                 self._region = []
                 self.terminal.write(CLEAR_SCREEN)
                 self.redraw()
-            case "d" | "D":
-                state.toggle_dashboard()
-            case "p" | "P" | " ":
-                state.toggle_pause()
-            case "h" | "H" | "?":
-                state.toggle_help()
-            case "s" | "S":
-                state.next_sort()
-            case "t" | "T":
-                if not state.full_traceback():
-                    state.notice("no error yet")
-            case "o" | "O":
+            case Action.OPEN:
                 self._open_browser()
-            case "e" | "E":
+            case Action.EDIT:
                 self._spawn(self._edit())
-            case "\x1b" if state.show_help:
-                state.toggle_help()
-            case "\x1b" if state.screen is Screen.DASHBOARD:
-                state.toggle_dashboard()
+            case _:
+                pass
 
     def _open_browser(self) -> None:
-        if not self.state.urls:
-            self.state.notice("not serving yet")
-            return
         url = self.state.urls[0]
-        self.state.notice(f"opening {url}")
         import webbrowser  # noqa: PLC0415 - only when asked
 
         if self._loop is not None:
@@ -350,7 +328,6 @@ class LiveUI:
     async def _edit(self) -> None:
         where = self.state.error_location()
         if where is None:
-            self.state.notice("no error to open yet")
             return
         editor = self.environ.get("VISUAL") or self.environ.get("EDITOR") or ""
         argv = editor_command(editor, where[0], where[1])
