@@ -8,7 +8,8 @@ column the ``s`` key picks, the recent reloads and the errors by route.
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group, JustifyMethod, RenderableType
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -69,7 +70,8 @@ def totals_line(snap: StatsSnapshot) -> Text:
     status = snap.status
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f" {snap.total_requests:,} requests", "bold")
-    text.append(f"  {snap.total_errors:,} errors", "bold red" if snap.total_errors else "dim")
+    errors = f"{snap.total_errors:,} error" + ("" if snap.total_errors == 1 else "s")
+    text.append(f"  {errors}", "bold red" if snap.total_errors else "dim")
     for label, value in (
         ("2xx", status.success),
         ("3xx", status.redirection),
@@ -129,6 +131,22 @@ def reload_lines(state: DashboardState) -> list[Text]:
     return lines
 
 
+class Cropped:
+    """A renderable cut to its first ``height`` lines (the dashboard on a small screen)."""
+
+    def __init__(self, renderable: RenderableType, height: int) -> None:
+        self.renderable = renderable
+        self.height = height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Render, then keep the lines that fit."""
+        lines = console.render_lines(self.renderable, options.update(height=None), pad=False)
+        newline = Segment.line()
+        for line in lines[: self.height]:
+            yield from line
+            yield newline
+
+
 def dashboard(state: DashboardState, now_s: float, size: Size) -> RenderableType:
     """The whole screen at ``size``; the route table gets the rows that are left."""
     snap = state.stats.snapshot(now_s)
@@ -158,4 +176,4 @@ def dashboard(state: DashboardState, now_s: float, size: Size) -> RenderableType
         footer.append(f" {key}", "bold cyan")
         footer.append(f" {label} ", "dim")
     parts.append(footer)
-    return Group(*parts)
+    return Cropped(Group(*parts), size.height)

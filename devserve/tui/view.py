@@ -148,7 +148,7 @@ def _where(error: AppErrored) -> str:
 def request_line(item: RequestLine, width: int) -> Text:
     """``GET  /items/3  200  1.8 ms  412 B`` with the status colored by class."""
     status_style = STATUS_STYLES.get(item.status // 100, "")
-    path_width = max(8, min(60, width - 34))
+    path_width = max(8, min(60, width - 50))
     path = item.path if len(item.path) <= path_width else item.path[: path_width - 1] + "…"
     duration_style = "bold yellow" if item.is_slow else ""
     text = _line(
@@ -252,11 +252,11 @@ def _reload_status(state: DashboardState, snap: StatsSnapshot) -> Text:
     return Text(f"reload {fmt_ms(last.duration_ms)}{cause}", "green" if last.ok else "red")
 
 
-def figures_line(snap: StatsSnapshot) -> Text:
-    """req/s, p50/p95/p99 (last 10 s), 4xx/5xx and open websockets."""
+def figures_line(snap: StatsSnapshot, width: int = 160) -> Text:
+    """req/s, p50/p95/p99 (last 10 s), 4xx/5xx, open websockets (and total when it fits)."""
     window = snap.last_10s
     status = snap.status
-    return _line(
+    text = _line(
         (f"{window.rate_per_s:8.1f} req/s", "bold"),
         ("   p50 ", "dim"),
         (fmt_ms(window.p50_ms), ""),
@@ -270,9 +270,11 @@ def figures_line(snap: StatsSnapshot) -> Text:
         (f"{status.server_error:,}", "bold red" if status.server_error else ""),
         ("  ws ", "dim"),
         (f"{snap.open_websockets}", ""),
-        ("   requests ", "dim"),
-        (f"{snap.total_requests:,}", ""),
     )
+    if width >= 100:  # noqa: PLR2004 - room for the total
+        text.append("   requests ", "dim")
+        text.append(f"{snap.total_requests:,}")
+    return text
 
 
 def slowest_line(snap: StatsSnapshot) -> Text | None:
@@ -310,7 +312,7 @@ def status_region(state: DashboardState, now_s: float, size: Size) -> Renderable
         parts.append(log_item(state.open_item, size.width, state.root))
     parts.append(_line(("─" * size.width, "dim")))
     parts.append(header_line(state, snap))
-    parts.append(figures_line(snap))
+    parts.append(figures_line(snap, size.width))
     slowest = slowest_line(snap)
     if slowest is not None:
         parts.append(slowest)
