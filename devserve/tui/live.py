@@ -29,6 +29,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -63,6 +64,7 @@ from devserve.tui.terminal import (
 from devserve.tui.view import Size, log_lines, status_region
 
 FPS = 10
+_LINK_ID = re.compile(r"\x1b\]8;id=\d+;")
 AGE_REFRESH_S = 1.0
 
 
@@ -251,11 +253,12 @@ class LiveUI:
         region = self._render(status_region(self.state, now, size)).split("\n")[:-1]
         region = region[-(size.height - 1) :]
         region_text = "\n".join(region)
-        if not items and not prefix and region_text == self._last_text and size == self._last_size:
+        key = _LINK_ID.sub("", region_text)  # rich gives each link a new id per render
+        if not items and not prefix and key == self._last_text and size == self._last_size:
             return ""
         log = self._render(*log_lines(items, size.width, self.state.root)) if items else ""
         text = prefix + self._erase_region(size.width) + log + region_text
-        self._region, self._region_width, self._last_text = region, size.width, region_text
+        self._region, self._region_width, self._last_text = region, size.width, key
         return text
 
     def _dashboard_text(self, now: float, size: Size) -> str:
@@ -264,9 +267,10 @@ class LiveUI:
             prefix, self._in_alt, self._last_text = ALT_SCREEN_ON, True, ""
         lines = self._render(dashboard(self.state, now, size)).split("\n")[:-1]
         screen = "\x1b[K\n".join(lines[: size.height]) + "\x1b[K"
-        if screen == self._last_text and not prefix:
+        key = _LINK_ID.sub("", screen)
+        if key == self._last_text and not prefix:
             return ""
-        self._last_text = screen
+        self._last_text = key
         return prefix + HOME + screen + ERASE_DOWN
 
     def _render(self, *renderables: RenderableType) -> str:
