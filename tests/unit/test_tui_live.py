@@ -20,9 +20,11 @@ from devserve.tui.terminal import (
 )
 from devserve.tui.view import Size
 
+DEFAULT_SIZE = Size(100, 30)
+
 
 class FakeTerminal(Terminal):
-    def __init__(self, size: Size = Size(100, 30)) -> None:
+    def __init__(self, size: Size = DEFAULT_SIZE) -> None:
         super().__init__(out_fd=-1, in_fd=None)
         self.writes: list[str] = []
         self.fixed_size = size
