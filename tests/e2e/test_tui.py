@@ -123,6 +123,7 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
     )
     result = Pane(name, tmp_path)
     server_pid = int(result.tmux("display-message", "-p", "#{pid}").strip())
+    socket_path = Path(result.tmux("display-message", "-p", "#{socket_path}").strip())
     try:
         yield result
     finally:
@@ -132,6 +133,7 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
             os.kill(server_pid, signal.SIGTERM)
         wait_until(lambda: not Path(f"/proc/{server_pid}").exists(), timeout_s=5)
         assert_no_children(server_pid)
+        socket_path.unlink(missing_ok=True)
 
 
 def test_dashboard_in_a_real_terminal(pane: Pane) -> None:
