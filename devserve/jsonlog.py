@@ -8,7 +8,8 @@ Every event is written, as its fields plus two keys every object has::
 (one line in the real output). ``type`` is the event's class name in snake case
 (`event_type`); ``time`` is when devserve wrote it, UTC, millisecond precision. The other
 keys are the event's dataclass fields (`devserve.events`), under the same names, with
-tuples as arrays; an `AppErrored`'s ``frames`` are objects. Field names only ever grow.
+tuples as arrays and floats rounded to 3 decimal places; an `AppErrored`'s ``frames`` are
+objects. Field names only ever grow.
 The app's own output arrives as ``{"type": "app_output", "stream": "stdout", "line": ...}``
 and the exit summary as one ``{"type": "summary", ...}`` object (`devserve.summary`).
 
@@ -48,9 +49,21 @@ def format_time(epoch_s: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def rounded(value: Any) -> Any:
+    """`value` with every float rounded to microseconds' worth of milliseconds (3 places)."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v) for v in value]
+    return value
+
+
 def event_record(event: Event, epoch_s: float) -> dict[str, Any]:
     """The JSON object for `event` written at wall-clock time `epoch_s`."""
-    return {"type": event_type(event), "time": format_time(epoch_s), **dataclasses.asdict(event)}
+    fields = rounded(dataclasses.asdict(event))
+    return {"type": event_type(event), "time": format_time(epoch_s), **fields}
 
 
 class JsonReporter:
@@ -82,7 +95,11 @@ class JsonReporter:
     def finish(self, summary: StatsSummary) -> None:
         """Write the exit summary object, then flush."""
         self._write(
-            {"type": "summary", "time": format_time(self.wall_clock()), **summary_record(summary)}
+            {
+                "type": "summary",
+                "time": format_time(self.wall_clock()),
+                **rounded(summary_record(summary)),
+            }
         )
         self.flush()
 

@@ -9,7 +9,9 @@ exact whatever the log showed::
 
 (one line in the real output). Parts that do not apply are left out: no reloads in
 single-process mode, no percentiles before the first request, no route when nothing was
-served. ``dropped`` appears only when the worker dropped events.
+served. ``dropped`` appears only when the worker dropped events. Percentiles come from a
+histogram (within about 3 %, see `devserve.tui.histogram`); a route's p95 is capped at its
+exact maximum so the two never read p95 > max.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ def summary_text(summary: StatsSummary, *, has_reloads: bool) -> str:
         parts.append(f"p50 {format_ms(summary.p50_ms)}, p95 {format_ms(summary.p95_ms)}")
     route = summary.slowest_route
     if route is not None and route.p95_ms is not None:
+        p95 = min(route.p95_ms, route.max_ms)
         parts.append(
-            f"slowest route {route.route} "
-            f"(p95 {format_ms(route.p95_ms)}, max {format_ms(route.max_ms)})"
+            f"slowest route {route.route} (p95 {format_ms(p95)}, max {format_ms(route.max_ms)})"
         )
     if summary.dropped:
         parts.append(f"{summary.dropped} events dropped")
@@ -77,7 +79,7 @@ def summary_record(summary: StatsSummary) -> dict[str, Any]:
             "count": route.count,
             "errors": route.errors,
             "mean_ms": route.mean_ms,
-            "p95_ms": route.p95_ms,
+            "p95_ms": None if route.p95_ms is None else min(route.p95_ms, route.max_ms),
             "max_ms": route.max_ms,
         },
         "dropped": summary.dropped,
