@@ -66,6 +66,7 @@ from devserve.tui.view import Size, log_lines, status_region
 FPS = 10
 _LINK_ID = re.compile(r"\x1b\]8;id=\d+;")
 AGE_REFRESH_S = 1.0
+LINE_CACHE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ class LiveUI:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._region: list[str] = []
+        self._line_cache: dict[tuple[object, ...], list[str]] = {}
         self._region_width = 0
         self._last_text = ""
         self._last_version = -1
@@ -250,7 +252,7 @@ class LiveUI:
         prefix = ""
         if self._in_alt:  # back from the dashboard: the main screen and its region return
             prefix, self._in_alt, self._last_text = ALT_SCREEN_OFF, False, ""
-        region = self._render(status_region(self.state, now, size)).split("\n")[:-1]
+        region = self._region_lines(status_region(self.state, now, size), size.width)
         region = region[-(size.height - 1) :]
         region_text = "\n".join(region)
         key = _LINK_ID.sub("", region_text)  # rich gives each link a new id per render
@@ -272,6 +274,28 @@ class LiveUI:
             return ""
         self._last_text = key
         return prefix + HOME + screen + ERASE_DOWN
+
+    def _region_lines(self, region: RenderableType, width: int) -> list[str]:
+        """The region's rows; a one-line part drawn in an earlier frame is not drawn again.
+
+        Under load most of the region (the URL line, the key help, the rule) stays the
+        same from frame to frame while the figures change: only those lines are rendered.
+        """
+        parts = region.renderables if isinstance(region, Group) else [region]
+        rows: list[str] = []
+        cache = self._line_cache
+        for part in parts:
+            if not isinstance(part, Text):
+                rows.extend(self._render(part).split("\n")[:-1])
+                continue
+            key = (part.plain, tuple(part.spans), part.style, width)
+            lines = cache.get(key)
+            if lines is None:
+                if len(cache) >= LINE_CACHE:
+                    cache.clear()
+                lines = cache[key] = self._render(part).split("\n")[:-1]
+            rows.extend(lines)
+        return rows
 
     def _render(self, *renderables: RenderableType) -> str:
         self._console.print(Group(*renderables))

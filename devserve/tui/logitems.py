@@ -3,17 +3,19 @@
 `DashboardState` makes them from events; `devserve.tui.view` draws them. Two items are the
 *same* when a person would read them as a repeat (same request line, same output line,
 same exception at the same place); a repeat is not shown again, the first one's count grows.
+Only the *open* item (the newest, still drawn in the live region) is ever changed, in place
+by `bump`; once committed to the scrollback an item is never touched again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from devserve.events import AppErrored, StartupFailed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestLine:
     """A finished request, with the exception that broke it (5xx) if one was reported."""
 
@@ -28,7 +30,7 @@ class RequestLine:
     max_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ErrorBlock:
     """An app exception shown on its own (after the response started, or in lifespan)."""
 
@@ -37,14 +39,14 @@ class ErrorBlock:
     is_full: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FailureBlock:
     """The app could not be imported or started: broken code."""
 
     failure: StartupFailed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutputLine:
     """A line the app printed."""
 
@@ -53,7 +55,7 @@ class OutputLine:
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NoticeLine:
     """devserve's own message (a log line, a reload, a websocket, a key's answer)."""
 
@@ -62,7 +64,7 @@ class NoticeLine:
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HiddenLine:
     """``count`` items were not shown (sampled out, or overflowed while held)."""
 
@@ -100,19 +102,15 @@ def _error_key(error: AppErrored | None) -> tuple[str, ...] | None:
     return (error.exc_type, error.message, f"{where.filename}:{where.lineno}" if where else "")
 
 
-def bump(item: LogItem, new: LogItem) -> LogItem:
-    """`item` with `new` (its repeat) counted in: one more, and the latest duration."""
+def bump(item: LogItem, new: LogItem) -> None:
+    """Count `new` (a repeat of `item`) into `item`: one more, and the latest duration."""
     match item, new:
         case RequestLine(), RequestLine():
-            return replace(
-                item,
-                count=item.count + 1,
-                duration_ms=new.duration_ms,
-                max_ms=max(item.max_ms, new.duration_ms),
-            )
+            item.count += 1
+            item.duration_ms = new.duration_ms
+            item.max_ms = max(item.max_ms, new.duration_ms)
         case ErrorBlock() | OutputLine() | NoticeLine(), _:
-            return replace(item, count=item.count + 1)
-    return item
+            item.count += 1
 
 
 def user_frame(error: AppErrored) -> tuple[str, int] | None:

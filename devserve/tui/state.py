@@ -203,7 +203,22 @@ class DashboardState:
             pending = self._pending_error[0]
             if (pending.method, pending.path) == (event.method, event.path):
                 error, self._pending_error = pending, None
-        is_slow = event.duration_ms >= self.slow_ms
+        duration = event.duration_ms
+        is_slow = duration >= self.slow_ms
+        item = self.open_item
+        if (  # the common case under load, a repeat of the open line: no new object
+            error is None
+            and type(item) is RequestLine
+            and item.error is None
+            and item.path == event.path
+            and item.status == event.status
+            and item.method == event.method
+            and item.is_slow == is_slow
+        ):
+            item.count += 1
+            item.duration_ms = duration
+            item.max_ms = max(item.max_ms, duration)
+            return
         line = RequestLine(
             event.method,
             event.path,
@@ -217,9 +232,7 @@ class DashboardState:
         is_shown_always = is_slow or error is not None or event.status >= _SERVER_ERROR
         if not (self.show_requests or is_shown_always):
             return
-        if self.open_item is not None and same(self.open_item, line):
-            self.open_item = bump(self.open_item, line)
-        elif is_shown_always or self._take_token(now_s):
+        if is_shown_always or self._take_token(now_s):
             self._add(line)
         else:
             self._hidden += 1
@@ -258,7 +271,7 @@ class DashboardState:
     def _add(self, item: LogItem, sampled_at: float | None = None) -> None:
         """Collapse `item` into the open one, or open it (``sampled_at``: costs a token)."""
         if self.open_item is not None and same(self.open_item, item):
-            self.open_item = bump(self.open_item, item)
+            bump(self.open_item, item)
             return
         if sampled_at is not None and not self._take_token(sampled_at):
             self._hidden_output += 1
