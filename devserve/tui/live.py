@@ -34,7 +34,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TextIO
 
 from rich.cells import cell_len
@@ -57,8 +56,10 @@ from devserve.tui.terminal import (
     HOME,
     SYNC_OFF,
     SYNC_ON,
+    Controls,
     Terminal,
     editor_command,
+    signal_controls,
     visible,
 )
 from devserve.tui.view import Size, log_lines, status_region
@@ -67,23 +68,6 @@ FPS = 10
 _LINK_ID = re.compile(r"\x1b\]8;id=\d+;")
 AGE_REFRESH_S = 1.0
 LINE_CACHE = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Controls:
-    """What keys can ask of the server: quit, and reload (None: not under ``--reload``)."""
-
-    quit: Callable[[], None]
-    reload: Callable[[], None] | None = None
-
-
-def signal_controls(*, can_reload: bool) -> Controls:
-    """Keys act like the signals: ``q`` is SIGTERM (graceful stop), ``r`` SIGHUP (reload)."""
-    pid = os.getpid()
-    return Controls(
-        quit=lambda: os.kill(pid, signal.SIGTERM),
-        reload=(lambda: os.kill(pid, signal.SIGHUP)) if can_reload else None,
-    )
 
 
 def live_ui(
@@ -167,8 +151,15 @@ class LiveUI:
                 self.start(self.default_controls)
 
     def flush(self) -> None:
-        """Draw now what is pending (frames do this by themselves)."""
-        if self._loop is not None:
+        """Draw what is pending; once the event loop is over, give the terminal back.
+
+        The session ends a run that never served (the app or the supervisor failed before
+        any worker was ready) with a flush instead of `finish`: the terminal is restored
+        and the lines still pending are written, with no summary.
+        """
+        if self._loop is None or self._loop.is_closed() or not self._loop.is_running():
+            self.close()
+        else:
             self.frame()
 
     def finish(self, summary: StatsSummary) -> None:

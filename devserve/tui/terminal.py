@@ -5,7 +5,9 @@ one at a time, unechoed; Ctrl+C and Ctrl+Z still raise signals) with the cursor 
 `Terminal.leave` puts back exactly what was saved, shows the cursor and resets colors.
 `write` is the one place output goes: a frame is a single string, written in one call.
 
-`editor_command` (pure) builds the command that opens a file at a line in ``$EDITOR``.
+`editor_command` (pure) builds the command that opens a file at a line in ``$EDITOR``;
+`Controls` is what the keys ask of the server (`signal_controls`: the same signals as
+Ctrl+C and ``kill -HUP``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import contextlib
 import os
 import re
 import shlex
+import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,6 +66,23 @@ def editor_command(editor: str, filename: str, line: int) -> list[str]:
     if name in {"idea", "pycharm", "charm"}:
         return [*argv, "--line", str(line), filename]
     return [*argv, filename]
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """What keys can ask of the server: quit, and reload (None: not under ``--reload``)."""
+
+    quit: Callable[[], None]
+    reload: Callable[[], None] | None = None
+
+
+def signal_controls(*, can_reload: bool) -> Controls:
+    """Keys act like the signals: ``q`` is SIGTERM (graceful stop), ``r`` SIGHUP (reload)."""
+    pid = os.getpid()
+    return Controls(
+        quit=lambda: os.kill(pid, signal.SIGTERM),
+        reload=(lambda: os.kill(pid, signal.SIGHUP)) if can_reload else None,
+    )
 
 
 class Terminal:

@@ -169,3 +169,11 @@ def test_editor_commands() -> None:
     assert editor_command("pycharm", "a.py", 3) == ["pycharm", "--line", "3", "a.py"]
     assert editor_command("ed", "a.py", 3) == ["ed", "a.py"]
     assert editor_command("", "a.py", 3) == []
+
+
+def test_flush_after_the_loop_ended_restores_the_terminal() -> None:
+    ui, terminal, _ = make_ui()
+    ui(request("/pending"))
+    ui.flush()  # no loop is running: the run is over
+    assert terminal.left == 1
+    assert "/pending" in visible("".join(terminal.writes))
