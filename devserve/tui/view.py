@@ -182,9 +182,8 @@ def compact_traceback(error: AppErrored, frames: int = COMPACT_FRAMES, root: str
         text.append(f" in {frame.name}", "dim")
         if frame.line:
             text.append(f"\n        {frame.line}", "")
-    hidden = len(error.frames) - len(shown)
-    if hidden > 0:
-        text.append(f"\n      … {hidden} more frame(s): t shows the full traceback", "dim")
+    if len(error.frames) > len(shown):
+        text.append(f"\n      … t shows the full traceback ({len(error.frames)} frames)", "dim")
     return text
 
 

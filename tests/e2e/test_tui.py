@@ -136,13 +136,22 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
         socket_path.unlink(missing_ok=True)
 
 
+EDITOR = """#!/bin/sh
+echo "$@" > edited.txt
+"""
+
+
 def test_dashboard_in_a_real_terminal(pane: Pane) -> None:
     (pane.cwd / "app.py").write_text(APP)
+    editor = pane.cwd / "vim"  # named like vim: opened as `vim +LINE FILE`
+    editor.write_text(EDITOR)
+    editor.chmod(0o755)
     command = shlex.join(
         [sys.executable, "-m", "devserve", "app:app", "--reload", "--port", "0", "--ui", "tui"]
     )
     pane.keys(
-        f"sh -c 'echo $$ > devserve.pid; exec {command}'; stty -a > stty.txt; echo finished",
+        f"EDITOR={editor} sh -c 'echo $$ > devserve.pid; exec {command}';"
+        " stty -a > stty.txt; echo finished",
         "Enter",
     )
     url = pane.wait_for(r"http://127\.0\.0\.1:\d+").group(0)
@@ -159,6 +168,12 @@ def test_dashboard_in_a_real_terminal(pane: Pane) -> None:
     pane.wait_for(r"app\.py:3 in where")
     pane.wait_for(r"│ hello from the app")
     pane.wait_for(r"5xx 1")
+
+    # e opens the error's file:line in $EDITOR, then the dashboard comes back
+    pane.keys("e")
+    wait_until(lambda: "app.py" in _read(pane.cwd / "edited.txt"), timeout_s=10)
+    assert (pane.cwd / "edited.txt").read_text().split() == ["+3", str(pane.cwd / "app.py")]
+    pane.wait_for(r"r reload\s+c clear")
 
     # r reloads
     pane.keys("r")
@@ -200,9 +215,13 @@ def start_dashboard(pane: Pane, after: str) -> int:
     return int((pane.cwd / "devserve.pid").read_text())
 
 
-def test_ctrl_c_restores_the_terminal(pane: Pane) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_stopping_restores_the_terminal(pane: Pane, how: str) -> None:
     pid = start_dashboard(pane, "stty -a > stty.txt")
-    pane.keys("C-c")
+    if how == "ctrl-c":
+        pane.keys("C-c")
+    else:
+        os.kill(pid, signal.SIGTERM)
     wait_until((pane.cwd / "stty.txt").exists, timeout_s=20)
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=10)
     wait_until(lambda: "speed" in (pane.cwd / "stty.txt").read_text(), timeout_s=5)

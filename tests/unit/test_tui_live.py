@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from devserve.events import RequestCompleted, ServerStarted
-from devserve.tui.live import Controls, LiveUI
+from devserve.tui.live import LiveUI
 from devserve.tui.state import DashboardState
 from devserve.tui.stats import Stats
 from devserve.tui.terminal import (
@@ -14,6 +14,7 @@ from devserve.tui.terminal import (
     SHOW_CURSOR,
     SYNC_OFF,
     SYNC_ON,
+    Controls,
     Terminal,
     editor_command,
     visible,
