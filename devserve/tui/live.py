@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from rich.cells import cell_len
+from rich.color import ColorSystem
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
@@ -123,6 +124,11 @@ class LiveUI:
             soft_wrap=False,
             legacy_windows=False,
         )
+        self._color_system = (
+            None
+            if environ.get("NO_COLOR")
+            else (ColorSystem.TRUECOLOR if environ.get("COLORTERM") else ColorSystem.EIGHT_BIT)
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._region: list[str] = []
@@ -195,7 +201,9 @@ class LiveUI:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.remove_signal_handler(signal.SIGTSTP)
         items = self.state.take_all()
-        text = (ALT_SCREEN_OFF if self._in_alt else "") + self._erase_region()
+        size = self.terminal.size()
+        self._console.size = (size.width, size.height)
+        text = (ALT_SCREEN_OFF if self._in_alt else "") + self._erase_region(size.width)
         text += (
             self._render(*log_lines(items, self._console.width, self.state.root)) if items else ""
         )
@@ -284,9 +292,23 @@ class LiveUI:
             if lines is None:
                 if len(cache) >= LINE_CACHE:
                     cache.clear()
-                lines = cache[key] = self._render(part).split("\n")[:-1]
+                if part.no_wrap and "\n" not in part.plain:
+                    lines = [self._one_line(part, width)]
+                else:
+                    lines = self._render(part).split("\n")[:-1]
+                cache[key] = lines
             rows.extend(lines)
         return rows
+
+    def _one_line(self, text: Text, width: int) -> str:
+        """A one-line Text cut to ``width``, straight from its segments (no layout pass)."""
+        line = text.copy()
+        line.truncate(width, overflow="ellipsis")
+        system = self._color_system
+        return "".join(
+            seg.style.render(seg.text, color_system=system) if seg.style else seg.text
+            for seg in line.render(self._console)
+        )
 
     def _render(self, *renderables: RenderableType) -> str:
         self._console.print(Group(*renderables))
