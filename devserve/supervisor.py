@@ -260,7 +260,8 @@ class Supervisor:
             self._on_worker_event(generation, event)
         worker.exited.add_done_callback(lambda f: self._on_exit(generation, worker.pid, f, drained))
         if generation in self.terminated_early:
-            worker.terminate(self.config.graceful_s)
+            self.terminated_early.discard(generation)
+            self._terminate(generation)  # superseded (or stopped) while it was starting
 
     def _terminate(self, generation: int) -> None:
         worker = self.workers.get(generation)
