@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import textwrap
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,11 @@ from typing import Any
 import httpx
 
 from tests.e2e.test_reload import RELOAD_ARGS, is_watching, reap_group, reaping_orphans
+from tests.helpers import SLOW_APP as HELPERS_SLOW_APP
 from tests.helpers import (
     CLIProcess,
     assert_no_children,
+    has_open_connection,
     start_cli,
     start_server_cli,
     stop_cli,
@@ -212,3 +215,71 @@ def test_plain_marks_slow_requests_and_ends_with_the_summary(tmp_path: Path) -> 
     last = cli.lines[-1]
     assert last.startswith("INFO:     summary: 2 requests, 0 errors, p50 "), cli.output()
     assert "slowest route /slow (p95 " in last
+
+
+def test_requests_finished_while_stopping_are_in_the_summary(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(HELPERS_SLOW_APP)
+    results: list[str] = []
+    with json_server(tmp_path, *RELOAD_ARGS) as cli:
+        thread = threading.Thread(target=lambda: results.append(get(cli.url + "/?0.5")))
+        thread.start()
+        wait_until(lambda: has_open_connection(of_type(cli, "worker_ready")[0]["pid"]), 5)
+        os.kill(cli.proc.pid, signal.SIGINT)
+        thread.join(10)
+        wait_until(lambda: cli.proc.poll() is not None, 10)
+    assert results == ["finished"]
+    summary = check_common(cli)
+    assert [r["path"] for r in of_type(cli, "request_completed")] == ["/"]
+    assert summary["requests"] == 1
+    assert {"stream": "stdout", "line": "lifespan shutdown ran"}.items() <= (
+        of_type(cli, "app_output")[-1].items()
+    )
+
+
+def test_plain_reload_mode_app_prints_reach_a_pipe_at_once(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    with reaping_orphans():
+        cli = start_server_cli(
+            ["main:app", *RELOAD_ARGS, "--ui", "plain"], tmp_path, env={"PYTHONUNBUFFERED": ""}
+        )
+        try:
+            assert get(cli.url + "/printed") == "v1"
+            cli.wait_for(r"^handling /printed$")  # not held in a block buffer until exit
+        finally:
+            code = stop_cli(cli)
+            reap_group(cli.proc.pid)
+            assert_no_children(cli.proc.pid)
+    assert code == 0, cli.output()
+    assert cli.lines[-1].startswith("INFO:     summary: 1 request, 0 errors, 0 reloads, p50 ")
+
+
+def test_json_stdout_stays_json_when_a_preloaded_module_prints(tmp_path: Path) -> None:
+    project, site = tmp_path / "project", tmp_path / "site"  # site is outside the project
+    project.mkdir()
+    site.mkdir()
+    (site / "noisy_dependency.py").write_text("print('banner from a dependency')\n")
+    (project / "main.py").write_text(
+        "import noisy_dependency  # noqa: F401\n" + textwrap.dedent(APP.format(version="v1"))
+    )
+    stderr_path = tmp_path / "stderr.txt"
+    with reaping_orphans(), stderr_path.open("w") as stderr:
+        cli = start_cli(
+            ["main:app", "--ui", "json", "--port", "0", *RELOAD_ARGS],
+            project,
+            env={"PYTHONPATH": str(site)},
+            stderr_file=stderr,
+        )
+        try:
+            wait_json(cli, "server_started")
+            # The fork server preloads noisy_dependency (a third-party module) for the next
+            # worker: what it prints then goes to stderr, never into the JSON stream.
+            wait_until(lambda: "banner" in stderr_path.read_text(), 10)
+            (project / "main.py").write_text((project / "main.py").read_text() + "# edit\n")
+            wait_json(cli, "reload_finished")
+        finally:
+            stop_cli(cli)
+            reap_group(cli.proc.pid)
+            assert_no_children(cli.proc.pid)
+    check_common(cli)  # every stdout line is JSON
+    banners = [o for o in of_type(cli, "app_output") if o["line"] == "banner from a dependency"]
+    assert [o["generation"] for o in banners] == [1]  # worker 1 imported it itself
