@@ -36,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,8 @@ class ForkServer:
             try:
                 self._become_worker()
                 code = run_worker(handoff, started_at=time.monotonic())
+            except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
+                traceback.print_exc()
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import re
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
+import typing
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TextIO
 
 from devserve.events import Event
@@ -35,18 +37,37 @@ from devserve.summary import summary_record
 from devserve.tui.stats import StatsSummary
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
+def _type_name(cls: type[Any]) -> str:
+    return _CAMEL.sub("_", cls.__name__).lower().replace("web_socket", "websocket")
+
+
+#: event class -> (type name, field names), worked out once.
+_KINDS: Mapping[type[Any], tuple[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        cls: (_type_name(cls), tuple(f.name for f in dataclasses.fields(cls)))
+        for cls in typing.get_args(Event)
+    }
+)
 
 
 def event_type(event: Event) -> str:
     """The ``type`` of `event` in JSON output: ``RequestCompleted`` -> ``request_completed``."""
-    name = _CAMEL.sub("_", type(event).__name__).lower()
-    return name.replace("web_socket", "websocket")
+    return _KINDS[type(event)][0]
+
+
+@functools.lru_cache(maxsize=4)
+def _second(whole_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole_s))
 
 
 def format_time(epoch_s: float) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-12-01T05:50:00.123Z``."""
-    moment = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    whole_s = int(epoch_s)
+    return f"{_second(whole_s)}{int((epoch_s - whole_s) * 1000):03d}Z"
 
 
 def rounded(value: Any) -> Any:
@@ -61,9 +82,22 @@ def rounded(value: Any) -> Any:
 
 
 def event_record(event: Event, epoch_s: float) -> dict[str, Any]:
-    """The JSON object for `event` written at wall-clock time `epoch_s`."""
-    fields = rounded(dataclasses.asdict(event))
-    return {"type": event_type(event), "time": format_time(epoch_s), **fields}
+    """The JSON object for `event` written at wall-clock time `epoch_s`.
+
+    Built field by field (no deep copy): this runs once per request.
+    """
+    name, fields = _KINDS[type(event)]
+    record: dict[str, Any] = {"type": name, "time": format_time(epoch_s)}
+    for field in fields:
+        value = getattr(event, field)
+        if isinstance(value, float):
+            value = round(value, 3)
+        elif field == "frames":
+            value = [dataclasses.asdict(frame) for frame in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        record[field] = value
+    return record
 
 
 class JsonReporter:
@@ -114,7 +148,7 @@ class JsonReporter:
                 self.stream.flush()
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._pending.append(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._pending.append(_ENCODER.encode(record) + "\n")
         if not self.is_batched or self._scheduled:
             if not self.is_batched:
                 self.flush()

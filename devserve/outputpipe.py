@@ -40,6 +40,8 @@ class OutputPipes:
         self._is_write_open = True
         self._readers = {out_r: "stdout", err_r: "stderr"}
         self._partial: dict[int, bytes] = {out_r: b"", err_r: b""}
+        #: Set once both pipes reached end-of-file (the worker and its children are gone).
+        self.closed = asyncio.Event()
 
     def start(self) -> None:
         """Close the write ends (the worker holds them now) and start reading."""
@@ -96,3 +98,5 @@ class OutputPipes:
         del self._readers[fd]
         with contextlib.suppress(OSError):
             os.close(fd)
+        if not self._readers:
+            self.closed.set()

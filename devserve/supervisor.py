@@ -68,6 +68,8 @@ from devserve.watch import ChangeBatch
 
 Reporter = Callable[[Event], None]
 _PR_SET_CHILD_SUBREAPER = 36
+#: Longest wait, after a worker exited, for the end of its event and output pipes.
+EXIT_DRAIN_S = 0.5
 
 
 class Launcher(Protocol):
@@ -230,11 +232,13 @@ class Supervisor:
         pipes = OutputPipes(generation, self.report) if self.capture_output else None
         if pipes is not None:
             handoff = dataclasses.replace(handoff, output_fds=pipes.write_fds)
+        channel_closed = asyncio.Event()
         EventReceiver(
             read_fd,
             on_event=lambda event: self._on_worker_event(generation, event),
-            on_close=lambda: None,
+            on_close=channel_closed.set,
         )
+        drained = [channel_closed] if pipes is None else [channel_closed, pipes.closed]
         pass_fds = [*listen_fds, write_fd, self._parent_read, *(handoff.output_fds or ())]
         self._early[generation] = []  # until it is known to have started (see WorkerStarted)
         try:
@@ -254,9 +258,10 @@ class Supervisor:
         self.report(ev.WorkerStarted(generation, worker.pid, worker.strategy))
         for event in self._early.pop(generation, []):
             self._on_worker_event(generation, event)
-        worker.exited.add_done_callback(lambda f: self._on_exit(generation, worker.pid, f))
+        worker.exited.add_done_callback(lambda f: self._on_exit(generation, worker.pid, f, drained))
         if generation in self.terminated_early:
-            worker.terminate(self.config.graceful_s)
+            self.terminated_early.discard(generation)
+            self._terminate(generation)  # superseded (or stopped) while it was starting
 
     def _terminate(self, generation: int) -> None:
         worker = self.workers.get(generation)
@@ -267,13 +272,31 @@ class Supervisor:
         self.report(ev.WorkerDraining(generation, worker.pid, reason))
         worker.terminate(self.config.graceful_s)
 
-    def _on_exit(self, generation: int, pid: int, future: asyncio.Future[int]) -> None:
+    def _on_exit(
+        self, generation: int, pid: int, future: asyncio.Future[int], drained: list[asyncio.Event]
+    ) -> None:
         worker = self.workers.pop(generation, None)
         if worker is not None:
             worker.forget_timer()
         self.broken.discard(generation)
         self.terminated_early.discard(generation)
         code = future.result() if not future.cancelled() else -1
+        self._spawn_task(self._after_exit(generation, pid, code, drained))
+
+    async def _after_exit(
+        self, generation: int, pid: int, code: int, drained: list[asyncio.Event]
+    ) -> None:
+        """Read what the worker sent before it died, then act on its exit.
+
+        Its last events (requests finished while draining, the error it crashed on) and
+        output lines may still be in the pipes when the exit is noticed; they count, and
+        must come before the exit. The wait is bounded: a child the app forked may hold
+        the pipes open.
+        """
+        waiters = [asyncio.ensure_future(event.wait()) for event in drained]
+        _, pending = await asyncio.wait(waiters, timeout=EXIT_DRAIN_S)
+        for waiter in pending:
+            waiter.cancel()
         self._exited(generation, pid, code)
 
     def _exited(self, generation: int, pid: int, code: int) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import textwrap
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,11 @@ from typing import Any
 import httpx
 
 from tests.e2e.test_reload import RELOAD_ARGS, is_watching, reap_group, reaping_orphans
+from tests.helpers import SLOW_APP as HELPERS_SLOW_APP
 from tests.helpers import (
     CLIProcess,
     assert_no_children,
+    has_open_connection,
     start_cli,
     start_server_cli,
     stop_cli,
@@ -212,3 +215,39 @@ def test_plain_marks_slow_requests_and_ends_with_the_summary(tmp_path: Path) -> 
     last = cli.lines[-1]
     assert last.startswith("INFO:     summary: 2 requests, 0 errors, p50 "), cli.output()
     assert "slowest route /slow (p95 " in last
+
+
+def test_requests_finished_while_stopping_are_in_the_summary(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(HELPERS_SLOW_APP)
+    results: list[str] = []
+    with json_server(tmp_path, *RELOAD_ARGS) as cli:
+        thread = threading.Thread(target=lambda: results.append(get(cli.url + "/?0.5")))
+        thread.start()
+        wait_until(lambda: has_open_connection(of_type(cli, "worker_ready")[0]["pid"]), 5)
+        os.kill(cli.proc.pid, signal.SIGINT)
+        thread.join(10)
+        wait_until(lambda: cli.proc.poll() is not None, 10)
+    assert results == ["finished"]
+    summary = check_common(cli)
+    assert [r["path"] for r in of_type(cli, "request_completed")] == ["/"]
+    assert summary["requests"] == 1
+    assert {"stream": "stdout", "line": "lifespan shutdown ran"}.items() <= (
+        of_type(cli, "app_output")[-1].items()
+    )
+
+
+def test_plain_reload_mode_app_prints_reach_a_pipe_at_once(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    with reaping_orphans():
+        cli = start_server_cli(
+            ["main:app", *RELOAD_ARGS, "--ui", "plain"], tmp_path, env={"PYTHONUNBUFFERED": ""}
+        )
+        try:
+            assert get(cli.url + "/printed") == "v1"
+            cli.wait_for(r"^handling /printed$")  # not held in a block buffer until exit
+        finally:
+            code = stop_cli(cli)
+            reap_group(cli.proc.pid)
+            assert_no_children(cli.proc.pid)
+    assert code == 0, cli.output()
+    assert cli.lines[-1].startswith("INFO:     summary: 1 request, 0 errors, 0 reloads, p50 ")
