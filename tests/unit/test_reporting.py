@@ -26,6 +26,7 @@ from devserve.events import (
 from devserve.jsonlog import JsonReporter
 from devserve.reporting import LineCapture, Session, captured_output, make_ui, open_session
 from devserve.tui.feed import record_event
+from devserve.tui.live import LiveUI
 from devserve.tui.stats import Stats, StatsSummary
 
 
@@ -166,7 +167,7 @@ def test_make_ui_picks_the_reporter_of_each_mode() -> None:
     plain = make_ui("plain", config, {}, stream=stream, is_batched=False)
     assert isinstance(plain, LineReporter)
     assert (plain.slow_ms, plain.min_level, plain.color) == (50.0, 10, False)
-    assert isinstance(make_ui("tui", config, {}, stream=stream, is_batched=False), LineReporter)
+    assert isinstance(make_ui("tui", config, {}, stream=stream, is_batched=False), LiveUI)
 
 
 def test_make_ui_colors_on_a_terminal_unless_no_color() -> None:
