@@ -199,7 +199,13 @@ class LiveUI:
         if self._is_closed:
             return
         self._schedule()
-        self.frame()
+        try:
+            self.frame()
+        except Exception as exc:  # noqa: BLE001 - a drawing bug must not take the server down
+            self.close()
+            self.terminal.write(
+                f"devserve: the dashboard stopped drawing ({exc!r}); still serving\n"
+            )
 
     # -- frames ----------------------------------------------------------------------------
 

@@ -178,3 +178,17 @@ def test_flush_after_the_loop_ended_restores_the_terminal() -> None:
     ui.flush()  # no loop is running: the run is over
     assert terminal.left == 1
     assert "/pending" in visible("".join(terminal.writes))
+
+
+def test_a_failing_frame_gives_the_terminal_back_once() -> None:
+    ui, terminal, _ = make_ui()
+
+    def broken() -> bool:
+        raise RuntimeError("bug")
+
+    ui.frame = broken  # type: ignore[method-assign]
+    ui._schedule = lambda: None  # type: ignore[method-assign]
+    ui._tick()
+    ui._tick()  # closed: nothing more
+    assert terminal.left == 1
+    assert sum("stopped drawing" in w for w in terminal.writes) == 1
