@@ -58,6 +58,7 @@ from devserve.tui.terminal import (
     Controls,
     Terminal,
     editor_command,
+    has_display,
     signal_controls,
     visible,
 )
@@ -304,6 +305,9 @@ class LiveUI:
 
     def _open_browser(self) -> None:
         url = self.state.urls[0]
+        if not has_display(self.environ):  # a text browser would take over this terminal
+            self.state.notice(f"no graphical browser here: open {url} yourself", "warning")
+            return
         import webbrowser  # noqa: PLC0415 - only when asked
 
         if self._loop is not None:

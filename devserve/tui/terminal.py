@@ -18,7 +18,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +46,13 @@ _GOTO = {"code", "code-insiders", "codium", "cursor", "windsurf"}
 def visible(text: str) -> str:
     """``text`` without ANSI escape sequences (colors, links)."""
     return _ANSI.sub("", text)
+
+
+def has_display(environ: Mapping[str, str], platform: str = sys.platform) -> bool:
+    """Whether a graphical browser can open (macOS, Windows, or X11/Wayland on the rest)."""
+    if platform == "darwin" or platform.startswith("win"):
+        return True
+    return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
 
 
 def editor_command(editor: str, filename: str, line: int) -> list[str]:
