@@ -30,6 +30,7 @@ from devserve.process import SpawnLauncher, WorkerProcess
 MAX_REBUILDS = 3
 START_TIMEOUT_S = 10.0
 FORK_TIMEOUT_S = 5.0
+_STDERR_FD = 2
 
 
 class ForkServerLauncher:
@@ -41,6 +42,9 @@ class ForkServerLauncher:
         parent_fd: the read end of the supervisor's parent pipe.
         project_dirs: the watched directories (never preloaded).
         report: where to say what happened.
+        is_stdout_captured: workers' output is captured (``--ui json``/``tui``): the fork
+            server's own stdout (what a preloaded module prints) goes to stderr, so stdout
+            stays the supervisor's alone.
     """
 
     def __init__(
@@ -50,8 +54,10 @@ class ForkServerLauncher:
         parent_fd: int,
         project_dirs: Sequence[str],
         report: Callable[[Event], None],
+        is_stdout_captured: bool = False,
     ) -> None:
         self.inherit_fds = list(inherit_fds)
+        self.is_stdout_captured = is_stdout_captured
         self.parent_fd = parent_fd
         self.project_dirs = list(project_dirs)
         self.report = report
@@ -87,6 +93,7 @@ class ForkServerLauncher:
             json.dumps(self.project_dirs),
             pass_fds=(theirs.fileno(), *self.inherit_fds),
             stdin=asyncio.subprocess.DEVNULL,
+            stdout=_STDERR_FD if self.is_stdout_captured else None,
         )
         theirs.close()
         ours.setblocking(False)
