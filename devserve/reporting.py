@@ -12,7 +12,7 @@ mode     output (`UI`)                                      app output
 plain    `devserve.accesslog.LineReporter`, lines           inherited: straight to the
                                                             terminal (pdb works)
 json     `devserve.jsonlog.JsonReporter`, JSON lines        captured: ``app_output``
-tui      the live dashboard (plain lines until it exists)   captured: ``AppOutput``
+tui      `devserve.tui.live.LiveUI`, the live dashboard       captured: ``AppOutput``
 ======== ================================================= =========================
 
 `Session.close` ends the output with the exit summary, once the server had started.
@@ -106,6 +106,7 @@ def make_ui(
     *,
     stream: TextIO,
     is_batched: bool,
+    stats: Stats | None = None,
 ) -> UI:
     """Build the output for `mode` writing to `stream`.
 
@@ -116,10 +117,14 @@ def make_ui(
         stream: standard output.
         is_batched: write one event-loop iteration's lines together (the supervisor; never
             single-process mode, whose loop runs the app).
+        stats: the session's figures, which the dashboard shows.
     """
     if mode == "json":
         return JsonReporter(stream, is_batched=is_batched)
-    # "tui": the live dashboard takes this branch over; until then it writes plain lines.
+    if mode == "tui":
+        from devserve.tui.live import live_ui  # noqa: PLC0415 - rich only for the dashboard
+
+        return live_ui(config, environ, stats=stats, stream=stream)
     return reporter_for(config, environ, stream=stream, is_batched=is_batched)
 
 
@@ -140,7 +145,7 @@ def open_session(
         environ=environ,
     )
     stats = Stats()
-    ui = make_ui(mode, config, environ, stream=out, is_batched=is_batched)
+    ui = make_ui(mode, config, environ, stream=out, is_batched=is_batched, stats=stats)
     return Session(mode, ui, stats)
 
 
