@@ -31,6 +31,10 @@ MAX_REBUILDS = 3
 START_TIMEOUT_S = 10.0
 FORK_TIMEOUT_S = 5.0
 _STDERR_FD = 2
+#: How long after a forked worker is gone its fork server's "exited" message (the real exit
+#: code) may take; a loaded machine needs far more than the usual millisecond. Past it the
+#: code is reported as unknown (-1).
+EXIT_MESSAGE_WAIT_S = 2.0
 
 
 class ForkServerLauncher:
@@ -162,7 +166,7 @@ class ForkServerLauncher:
                 reaped, status = os.waitpid(pid, os.WNOHANG)
                 if reaped == pid and not exited.done():
                     exited.set_result(os.waitstatus_to_exitcode(status))
-            loop.call_later(0.2, unknown_code)
+            loop.call_later(EXIT_MESSAGE_WAIT_S, unknown_code)
 
         loop.add_reader(pidfd, gone)
 

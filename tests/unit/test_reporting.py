@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import sys
+from typing import Any
 
 import pytest
 
+import devserve.reporting
 from devserve.accesslog import LineReporter
 from devserve.config import Config
 from devserve.events import (
@@ -180,7 +182,11 @@ def test_make_ui_colors_on_a_terminal_unless_no_color() -> None:
     assert not plain.color
 
 
-def test_open_session_resolves_auto_from_the_streams() -> None:
+def test_open_session_resolves_auto_from_the_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_make_ui(mode: str, *_args: Any, **_kwargs: Any) -> RecordingUI:
+        return RecordingUI(Stats())  # the dashboard itself is tested in test_tui_*
+
+    monkeypatch.setattr(devserve.reporting, "make_ui", fake_make_ui)
     environ = {"TERM": "xterm"}
     on_terminal = open_session(
         Config(), environ, is_batched=True, stdin=TTYStream(), stdout=TTYStream()
