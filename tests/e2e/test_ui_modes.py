@@ -25,6 +25,7 @@ from tests.helpers import (
     CLIProcess,
     assert_no_children,
     has_open_connection,
+    run_cli,
     start_cli,
     start_server_cli,
     stop_cli,
@@ -283,3 +284,23 @@ def test_json_stdout_stays_json_when_a_preloaded_module_prints(tmp_path: Path) -
     check_common(cli)  # every stdout line is JSON
     banners = [o for o in of_type(cli, "app_output") if o["line"] == "banner from a dependency"]
     assert [o["generation"] for o in banners] == [1]  # worker 1 imported it itself
+
+
+def test_json_single_process_startup_failure_is_a_json_object(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("import json\n\nraise RuntimeError('no database')\n")
+    done = run_cli(["main:app", "--ui", "json", "--port", "0"], tmp_path)
+    assert done.returncode == 3, done
+    [line] = done.stdout.splitlines()
+    failure = json.loads(line)
+    assert failure["type"] == "startup_failed"
+    assert (failure["stage"], failure["exc_type"], failure["message"]) == (
+        "import",
+        "RuntimeError",
+        "no database",
+    )
+    assert failure["filename"].endswith("main.py")
+    assert failure["lineno"] == 3
+    assert 'main.py", line 3' in failure["traceback"]
+    assert done.stderr.splitlines()[-1] == (
+        "devserve: error: error while importing main:app: RuntimeError: no database"
+    )
