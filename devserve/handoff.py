@@ -2,6 +2,9 @@
 
 Kept apart from the worker so the supervisor can build it without importing the server.
 
+``output_fds`` (stdout, stderr), when set, are pipes the worker moves onto descriptors 1
+and 2, so the app's output reaches the supervisor line by line (`devserve.outputpipe`).
+
 ``tls`` names the certificate and key; ``tls_listen_fds`` says which listening sockets
 serve TLS with them (with ``--https-port`` one port stays plain). When the builder leaves
 it out, it is read from the URLs: an ``https`` URL is a TLS listener.
@@ -30,6 +33,7 @@ class Handoff:
     livereload_token: str | None = None
     notice_path: str | None = None
     changed: tuple[str, ...] = ()
+    output_fds: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         """Fill `tls_listen_fds` from the URL schemes when it was not given."""
@@ -60,6 +64,7 @@ class Handoff:
                 "livereload_token": self.livereload_token,
                 "notice_path": self.notice_path,
                 "changed": list(self.changed),
+                "output_fds": list(self.output_fds) if self.output_fds else None,
             }
         )
 
@@ -68,6 +73,7 @@ class Handoff:
         """Inverse of `to_json`."""
         raw = json.loads(text)
         tls = raw.get("tls")
+        output = raw.get("output_fds")
         return cls(
             config_json=raw["config_json"],
             listen_fds=tuple(raw["listen_fds"]),
@@ -81,4 +87,5 @@ class Handoff:
             livereload_token=raw.get("livereload_token"),
             notice_path=raw.get("notice_path"),
             changed=tuple(raw.get("changed", ())),
+            output_fds=(output[0], output[1]) if output else None,
         )

@@ -28,11 +28,16 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import secrets
+import signal
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
+
+from devserve.config import Config
+from devserve.events import Event, LogLine, WorkerExited, WorkerReady
 
 Kind = Literal["restart", "page", "css", "crash"]
 DEFAULT_GLOBS = (
@@ -153,3 +158,107 @@ def read_notices(path: str, after: int) -> list[Notice]:
     except OSError:
         return []
     return [n for n in decode(text) if n.seq > after]
+
+
+class _Signallable(Protocol):
+    def send_signal(self, signum: int) -> None: ...
+
+
+class BrowserNotices:
+    """The supervisor's side of live reload, in one place (it does nothing when off).
+
+    It holds the run's token and the notice board, remembers which files led to the next
+    worker (`changed`, shown on its error pages) and decides what a save needs (`saved`).
+    It learns which workers serve from the supervisor's own reports (`observing`): a
+    ``WorkerReady`` worker has installed its notice handler and may be signalled; an
+    unexpected ``WorkerExited`` that is not retried means new code died while starting
+    while the old worker serves on, and browsers are told so.
+
+    Args:
+        enabled: live reload is on.
+        asset_globs: files read at request time (`DEFAULT_GLOBS` + ``--livereload-include``).
+        reload_globs: files that always need a new worker (``*.py`` + ``--reload-include``).
+        workers: the supervisor's live worker processes by generation.
+        report: the supervisor's reporter (for one line per refresh).
+    """
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        asset_globs: tuple[str, ...],
+        reload_globs: tuple[str, ...],
+        workers: Mapping[int, _Signallable],
+        report: Callable[[Event], None],
+    ) -> None:
+        self.board = NoticeBoard() if enabled else None
+        self.token = secrets.token_urlsafe(18) if enabled else None
+        self.asset_globs = asset_globs
+        self.reload_globs = reload_globs
+        self.workers = workers
+        self.report = report
+        self.changed: tuple[str, ...] = ()
+        self.ready: set[int] = set()
+
+    @classmethod
+    def for_config(
+        cls, config: Config, workers: Mapping[int, _Signallable], report: Callable[[Event], None]
+    ) -> BrowserNotices:
+        """The notices for `config` (``--livereload``, ``--livereload-include``, ...)."""
+        return cls(
+            enabled=config.is_livereload,
+            asset_globs=(*DEFAULT_GLOBS, *config.livereload_includes),
+            reload_globs=("*.py", *config.reload_includes),
+            workers=workers,
+            report=report,
+        )
+
+    def observing(self, report: Callable[[Event], None]) -> Callable[[Event], None]:
+        """`report`, learning from the lifecycle events that pass through it."""
+
+        def observe(event: Event) -> None:
+            report(event)
+            if isinstance(event, WorkerReady):
+                self.ready.add(event.generation)
+            elif isinstance(event, WorkerExited):
+                self.ready.discard(event.generation)
+                if not event.is_expected and event.retry_in_s is None:
+                    how = f"exit code {event.code}" if event.code is not None else event.signal
+                    text = (
+                        f"The new code crashed while starting ({how}); this is still the old code."
+                    )
+                    self.post("crash", self.changed, text)
+
+        return observe
+
+    def handoff_fields(self) -> dict[str, Any]:
+        """What a new worker's `devserve.handoff.Handoff` carries for live reload."""
+        path = str(self.board.path) if self.board is not None else None
+        return {"livereload_token": self.token, "notice_path": path, "changed": self.changed}
+
+    def saved(self, paths: tuple[str, ...]) -> bool:
+        """Handle saved files: True when browsers were told and no new worker is needed."""
+        kind = classify(paths, asset_globs=self.asset_globs, reload_globs=self.reload_globs)
+        if self.board is None or kind == "restart":
+            self.changed = paths
+            return False
+        self.post(kind, paths)
+        shown = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")  # noqa: PLR2004
+        what = "swapping stylesheets" if kind == "css" else "reloading pages"
+        self.report(LogLine("info", f"{shown} changed: {what} in browsers"))
+        return True
+
+    def post(self, kind: Kind, paths: tuple[str, ...], message: str = "") -> None:
+        """Post a notice and signal every worker that serves."""
+        if self.board is None:
+            return
+        self.board.post(kind, paths, message)
+        for generation in self.ready:
+            worker = self.workers.get(generation)
+            if worker is not None:
+                worker.send_signal(signal.SIGUSR1)
+
+    def close(self) -> None:
+        """Remove the run directory."""
+        if self.board is not None:
+            self.board.close()

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, WS_MODES
+from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, UI_MODES, WS_MODES
+from devserve.devoptions import DEV_OPTIONS
 
 ENV_PREFIX = "DEVSERVE_"
 
@@ -104,15 +105,6 @@ def _split_ips(
 
 _opt: Callable[..., Callable[[Any], Any]] = lambda *a, **k: click.option(*a, cls=SourcedOption, **k)  # noqa: E731
 
-# fmt: off
-_DEV_OPTIONS = [  # dev pages, live reload, allowed hosts (#7); one line each
-    _opt("--livereload/--no-livereload", default=None, help="Reload browser pages on new code [default: on with --reload]."),  # noqa: E501
-    _opt("--livereload-include", "livereload_includes", multiple=True, help="Files read at request time: refresh browsers, keep the worker (repeatable; templates, CSS, JS, images always)."),  # noqa: E501
-    _opt("--allowed-hosts", default="", callback=_split_ips, help="Comma-separated extra Host names ('.example.test' with subdomains, '*' all) [default: localhost, 127.0.0.1, ::1, this machine]."),  # noqa: E501
-    _opt("--debug-pages/--no-debug-pages", default=True, show_default=True, help="Tracebacks for allowed hosts on errors (off: a plain 500)."),  # noqa: E501
-]
-# fmt: on
-
 OPTIONS = [
     _opt("--host", default="127.0.0.1", show_default=True, help="Bind to this address."),
     _opt(
@@ -169,6 +161,21 @@ OPTIONS = [
         help="Server log level.",
     ),
     _opt("--access-log/--no-access-log", default=True, show_default=True, help="Log each request."),
+    _opt(
+        "--ui",
+        type=click.Choice(UI_MODES),
+        default="auto",
+        show_default=True,
+        help="Output: tui (live dashboard), plain (log lines), json (one object per line); "
+        "auto: tui on an interactive terminal (TERM not dumb, CI unset), else plain.",
+    ),
+    _opt(
+        "--slow-ms",
+        type=float,
+        default=500.0,
+        show_default=True,
+        help="Mark requests slower than this many milliseconds.",
+    ),
     _opt("--use-colors/--no-use-colors", default=None, help="Force colored output on or off."),
     _opt(
         "--proxy-headers/--no-proxy-headers",
@@ -301,7 +308,7 @@ OPTIONS = [
         default=None,
         help="Poll for changes instead of OS events [default: auto-detect].",
     ),
-    *_DEV_OPTIONS,
+    *(_opt(*names, **settings) for names, settings in DEV_OPTIONS),  # #7
     _opt(
         "--ws",
         type=click.Choice(WS_MODES),
