@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
+from devserve.config import Config
+from devserve.events import Event, LogLine, WorkerExited, WorkerReady
 from devserve.livenotice import (
     DEFAULT_GLOBS,
+    BrowserNotices,
     Notice,
     NoticeBoard,
     classify,
@@ -78,3 +83,67 @@ def test_notice_board() -> None:
         board.close()
     assert not board.directory.exists()
     assert read_notices(str(board.path), 0) == []
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def send_signal(self, signum: int) -> None:
+        self.signals.append(signum)
+
+
+def _notices(*, enabled: bool = True) -> tuple[BrowserNotices, dict[int, _Worker], list[Event]]:
+    workers = {1: _Worker(), 2: _Worker()}
+    reported: list[Event] = []
+    config = Config.from_options(
+        {"reload": True, "livereload": enabled, "livereload_includes": ("*.md",)}
+    )
+    return BrowserNotices.for_config(config, workers, reported.append), workers, reported
+
+
+def test_browser_notices_signal_only_ready_workers() -> None:
+    notices, workers, reported = _notices()
+    try:
+        report = notices.observing(reported.append)
+        report(WorkerReady(1, 101, 5.0, is_broken=False))
+        assert notices.saved(("static/site.css",)) is True
+        assert workers[1].signals == [signal.SIGUSR1] and workers[2].signals == []
+        assert any(isinstance(e, LogLine) and "swapping stylesheets" in e.message for e in reported)
+        assert notices.saved(("notes/a.md",)) is True  # --livereload-include
+        assert notices.saved(("main.py",)) is False
+        assert notices.handoff_fields()["changed"] == ("main.py",)
+        assert notices.handoff_fields()["livereload_token"]
+        report(WorkerExited(1, 101, code=0, signal=None, is_expected=True))
+        notices.saved(("static/site.css",))
+        assert workers[1].signals == [signal.SIGUSR1, signal.SIGUSR1]  # gone: not signalled
+    finally:
+        notices.close()
+
+
+def test_browser_notices_announce_a_crash_while_the_old_worker_serves() -> None:
+    notices, workers, reported = _notices()
+    try:
+        report = notices.observing(reported.append)
+        report(WorkerReady(1, 101, 5.0, is_broken=False))
+        notices.saved(("main.py",))
+        report(WorkerExited(2, 102, code=4, signal=None, is_expected=False, retry_in_s=None))
+        assert workers[1].signals == [signal.SIGUSR1]
+        assert notices.board is not None
+        (crash,) = read_notices(str(notices.board.path), 0)
+        assert (
+            crash.kind == "crash" and "exit code 4" in crash.message and crash.paths == ("main.py",)
+        )
+    finally:
+        notices.close()
+
+
+def test_browser_notices_do_nothing_when_off() -> None:
+    notices, _workers, _ = _notices(enabled=False)
+    assert notices.saved(("static/site.css",)) is False  # the worker restarts as before
+    assert notices.handoff_fields() == {
+        "livereload_token": None,
+        "notice_path": None,
+        "changed": ("static/site.css",),
+    }
+    notices.close()
