@@ -40,6 +40,7 @@ class RequestCycle:
         "bytes_in",
         "bytes_out",
         "disconnected",
+        "held",
         "is_body_delivered",
         "is_complete",
         "is_head",
@@ -76,6 +77,7 @@ class RequestCycle:
         self.is_started = False
         self.is_complete = False
         self.pending_head: list[tuple[bytes, bytes]] | None = None
+        self.held: bytes | None = None
         self.status = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -197,6 +199,11 @@ class RequestCycle:
         data += writer.body(body, more=more)
         if writer.sends_body:
             self.bytes_out += len(body)
+        if self.status == 500 and not more and headers is not None and protocol.ctx.error_page:  # noqa: PLR2004
+            # A framework's own plain 500 (Starlette sends one, then re-raises): held back
+            # until the app returns, so that the error page can replace it if it raises.
+            self.held = data
+            return
         if not more:
             self.is_complete = True
         if data and not protocol.is_closed:
@@ -242,12 +249,20 @@ class RequestCycle:
             await self.protocol.ctx.app(self.scope, self.receive, self.send)
         except Exception as exc:  # noqa: BLE001 - the app boundary: report, answer, keep serving
             self._report_error(exc)
-            if not self.is_started:
+            if not self.is_started or self.held is not None:
+                self.held = None
                 self._send_500(exc)
             else:
                 self.status = self.status or 500
                 self._report()
                 self.protocol.abort()
+            return
+        if self.held is not None:  # the app's own 500, and it did not raise: send it
+            held, self.held = self.held, None
+            self.is_complete = True
+            if not self.protocol.is_closed:
+                self.protocol.transport.write(held)
+            self._finish()
             return
         if not self.is_started:
             error = RuntimeError("the application returned without sending a response")

@@ -93,14 +93,12 @@ def exception_failure(
     """Describe `exc` for an error page, without devserve's own frames above the app."""
     summary = traceback.TracebackException.from_exception(exc)
     stack = list(summary.stack)
-    # What runs above the first user frame is devserve and the import machinery.
-    if any(classifier.is_user(f.filename) for f in stack):
-        while not classifier.is_user(stack[0].filename):
-            stack.pop(0)
-    elif isinstance(exc, SyntaxError):
-        stack = []  # only the machinery that compiled the file: the error names the line
+    # devserve and the import machinery run above the app: not shown (library frames are,
+    # folded on the page).
     while stack and is_internal(stack[0].filename):
         stack.pop(0)
+    if isinstance(exc, SyntaxError) and not any(classifier.is_user(f.filename) for f in stack):
+        stack = []  # only the machinery that compiled the file: the error names the line
     summary.stack = traceback.StackSummary.from_list(stack)
     frames = [
         Frame(

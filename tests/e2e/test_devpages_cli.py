@@ -238,3 +238,44 @@ def test_a_failing_lifespan_shows_the_apps_own_exception(tmp_path: Path) -> None
         assert reply.status_code == 503 and document["stage"] == "lifespan startup"
         assert document["type"] == "ConnectionRefusedError"
         assert [f["function"] for f in document["traceback"]] == ["app", "connect_db"]
+
+
+FASTAPI_APP = """
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+app = FastAPI()
+
+
+def total(orders):
+    return sum(order["qty"] for order in orders)
+
+
+@app.get("/boom")
+async def boom():
+    return {"total": total([{"qty": 1}, {}])}
+
+
+@app.get("/custom")
+async def custom():
+    return PlainTextResponse("the app's own 500", status_code=500)
+"""
+
+
+def test_fastapi_errors_get_the_error_page_and_its_own_500s_pass(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(FASTAPI_APP)
+    cli = start_server_cli(["main:app"], tmp_path)
+    try:
+        data = httpx.get(cli.url + "/boom", headers={"Accept": "application/json"}, timeout=5)
+        document = data.json()
+        assert data.status_code == 500 and document["type"] == "KeyError"
+        user = [f["function"] for f in document["traceback"] if f["user_code"]]
+        assert user == ["boom", "total", "<genexpr>"]
+        assert any(not f["user_code"] for f in document["traceback"])  # Starlette's, folded
+        page = httpx.get(cli.url + "/boom", headers={"Accept": "text/html"}, timeout=5).text
+        assert "library frames &middot; fastapi, starlette" in page
+        custom = httpx.get(cli.url + "/custom", headers={"Accept": "application/json"}, timeout=5)
+        assert custom.status_code == 500 and custom.text == "the app's own 500"
+    finally:
+        stop_cli(cli)
+        assert_no_children(cli.proc.pid)
