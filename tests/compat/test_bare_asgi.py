@@ -42,8 +42,8 @@ async def app(scope, receive, send):
         if not message.get("more_body"):
             break
     text = f"{VERSION} {scope['method']} {scope['path']} {len(body)} {scope['state']['started']}"
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"x-asgi", scope["asgi"]["version"].encode())]})
+    headers = [(b"content-type", b"text/plain"), (b"x-asgi", scope["asgi"]["version"].encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
     await send({"type": "http.response.body", "body": b"!"})
 """
