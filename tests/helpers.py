@@ -184,15 +184,24 @@ class CLIProcess:
         return found[0]
 
 
-def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> CLIProcess:
-    """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line."""
+def start_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    *,
+    stdin: int = subprocess.DEVNULL,
+) -> CLIProcess:
+    """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line.
+
+    `stdin` is /dev/null unless a test types into the process (``subprocess.PIPE``, e.g. pdb).
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})}
     full_env.pop("FORCE_COLOR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "devserve", *args],
         cwd=cwd,
         env=full_env,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -210,9 +219,15 @@ def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> 
     return cli
 
 
-def start_server_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> CLIProcess:
+def start_server_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    *,
+    stdin: int = subprocess.DEVNULL,
+) -> CLIProcess:
     """Start the CLI on port 0 and wait until it prints the URL it serves on."""
-    cli = start_cli([*args, "--port", "0"], cwd, env)
+    cli = start_cli([*args, "--port", "0"], cwd, env, stdin=stdin)
     try:
         cli.url = cli.wait_for(_URL.pattern).group(1)
     except AssertionError:
@@ -253,8 +268,10 @@ def stop_cli(cli: CLIProcess, sig: int = signal.SIGINT, timeout_s: float = 15.0)
             proc.wait(5)
     if cli.pump is not None:
         cli.pump.join(5)
-    if proc.stdout is not None:
-        proc.stdout.close()
+    for stream in (proc.stdout, proc.stdin):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
     return proc.returncode
 
 

@@ -35,6 +35,7 @@ SUPERVISOR_SIDE = {
     "gitignore",
     "accesslog",
     "sockets",
+    "helptext",
     "config",
     "errors",
 }
