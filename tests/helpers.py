@@ -188,6 +188,7 @@ def start_cli(
     args: list[str],
     cwd: Path,
     env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
     *,
     stdin: int = subprocess.DEVNULL,
 ) -> CLIProcess:
@@ -206,6 +207,7 @@ def start_cli(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     cli = CLIProcess(proc)
 
