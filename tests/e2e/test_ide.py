@@ -10,18 +10,28 @@ which is what the IDE's debugger is attached to; under ``--reload`` it runs in a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.compat.serving import devserve
-from tests.helpers import assert_no_children, start_server_cli, stop_cli, wait_until
+from tests.helpers import (
+    assert_no_children,
+    start_cli,
+    start_server_cli,
+    stop_cli,
+    wait_until,
+)
 
 IDE = Path(__file__).resolve().parents[2] / "examples" / "ide"
 
@@ -135,3 +145,104 @@ def test_breakpoint_under_reload_honours_pythonbreakpoint(tmp_path: Path) -> Non
         assert httpx.get(cli.url + "/debug", timeout=5).status_code == 200
         cli.wait_for("custom hook ran")
         assert "skipped" not in cli.output()
+
+
+# -- a real debugger: debugpy (VS Code's Python Debugger) over the Debug Adapter Protocol --
+
+#: Started before devserve through PYTHONPATH, as an IDE injects its debugger: listen on a
+#: free loopback port, say which, wait for the IDE (this test) to attach.
+_ATTACH_FIRST = """
+import os
+
+if os.environ.pop("ATTACH_DEBUGPY", None):  # this process only, not the adapter it starts
+    import debugpy
+
+    _host, _port = debugpy.listen(("127.0.0.1", 0))
+    print(f"debugpy listening on {_port}", flush=True)
+    debugpy.wait_for_client()
+"""
+
+
+class _DAPClient:
+    """Just enough of a Debug Adapter Protocol client: requests out, messages in (bounded)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.seq = 0
+        self.buffer = b""
+
+    def request(self, command: str, **arguments: object) -> None:
+        self.seq += 1
+        body = json.dumps(
+            {"seq": self.seq, "type": "request", "command": command, "arguments": arguments}
+        ).encode()
+        self.sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def _message(self) -> dict[str, Any]:
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        match = re.search(rb"Content-Length: (\d+)", head)
+        assert match, head
+        length = int(match.group(1))
+        while len(rest) < length:
+            rest += self._recv()
+        self.buffer = rest[length:]
+        return dict(json.loads(rest[:length]))
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        assert chunk, "the debug adapter closed the connection"
+        return chunk
+
+    def wait(self, *, event: str = "", response: str = "", timeout_s: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = self._message()
+            if event and message.get("event") == event:
+                return message
+            if response and message.get("command") == response:
+                assert message.get("success"), message
+                return message
+        msg = f"no {event or response} from the debug adapter within {timeout_s} s"
+        raise AssertionError(msg)
+
+
+def test_debugpy_breakpoint_in_single_process_mode(tmp_path: Path) -> None:
+    """A breakpoint set over DAP stops the request in the app; continuing finishes it."""
+    pytest.importorskip("debugpy", reason="debugpy is not installed (pip install -e '.[test]')")
+    project = _project(tmp_path)
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(_ATTACH_FIRST)
+    main = project / "main.py"
+    line = main.read_text().splitlines().index('    if scope["path"] == "/debug":') + 1
+    env = {"PYTHONPATH": str(inject), "ATTACH_DEBUGPY": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    cli = start_cli(["main:app", "--no-reload", "--port", "0"], project, env)
+    try:
+        dap = _DAPClient(int(cli.wait_for(r"debugpy listening on (\d+)", 20).group(1)))
+        dap.request("initialize", adapterID="debugpy", linesStartAt1=True, pathFormat="path")
+        dap.wait(response="initialize")
+        dap.request("attach", justMyCode=True)
+        dap.wait(event="initialized")
+        dap.request("setBreakpoints", source={"path": str(main)}, breakpoints=[{"line": line}])
+        assert dap.wait(response="setBreakpoints")["body"]["breakpoints"][0]["verified"]
+        dap.request("configurationDone")
+        dap.wait(response="configurationDone")
+        url = cli.wait_for(r"on (http://\S+) ").group(1)
+        responses: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: responses.append(httpx.get(url, timeout=15)))
+        request.start()
+        stopped = dap.wait(event="stopped")["body"]
+        assert stopped["reason"] == "breakpoint"
+        dap.request("stackTrace", threadId=stopped["threadId"])
+        frame = dap.wait(response="stackTrace")["body"]["stackFrames"][0]
+        assert (frame["name"], frame["line"], frame["source"]["path"]) == ("app", line, str(main))
+        assert not responses, "the request waits at the breakpoint"
+        dap.request("continue", threadId=stopped["threadId"])
+        request.join(10)
+        assert responses and responses[0].text == f"served by pid {cli.proc.pid}"
+        dap.sock.close()
+    finally:
+        assert stop_cli(cli) == 0, cli.output()
+    assert_no_children(cli.proc.pid)
