@@ -27,9 +27,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def test_pipelined_requests_do_not_share_context_variables() -> None:
-    requests = b"".join(
-        f"GET /{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(1, 4)
-    ) + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    requests = (
+        b"".join(f"GET /{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(1, 4))
+        + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     with serve_in_thread(app, access_log=False, lifespan="off") as server:
         reply = raw_exchange(server.port, requests)
     for path in ("/1", "/2", "/3", "/last"):
