@@ -81,10 +81,19 @@ _SECTION_BY_NAME = {
 
 _SECTION_BY_PREFIX = (
     ("reload", RELOAD),
+    ("livereload", RELOAD),
     ("ws", WEBSOCKET),
     ("ssl", TLS),
     ("https", TLS),
+    ("cert", TLS),
     ("timeout", LIMITS),
+    ("limit", LIMITS),
+    ("ui", DASHBOARD),
+    ("dashboard", DASHBOARD),
+    ("log", LOGGING),
+    ("access_log", LOGGING),
+    ("debug", DEV_PAGES),
+    ("allowed", DEV_PAGES),
 )
 
 #: (command line, what it does), printed under "Examples".

@@ -27,6 +27,9 @@ def test_explicit_names_then_prefixes_then_other() -> None:
     assert section_of("ssl_certfile") == "HTTPS and TLS"
     assert section_of("https_port") == "HTTPS and TLS"
     assert section_of("timeout_keep_alive_s") == "Limits and timeouts"
+    assert section_of("ui_refresh_hz") == "Dashboard"
+    assert section_of("log_format") == "Logging"
+    assert section_of("debug_pages") == "Dev pages and host checks"
     # a prefix must be a whole word: "wsgi_thing" is not a WebSocket option
     assert section_of("wsgi_thing") == OTHER
     assert section_of("brand_new_option") == OTHER
