@@ -153,8 +153,21 @@ class SectionedCommand(click.Command):
         """Write the examples as given (not re-wrapped), then the epilog."""
         if self.examples:
             with formatter.section("Examples"):
-                formatter.write_dl(list(self.examples), col_max=46)
+                _write_examples(formatter, self.examples)
         super().format_epilog(ctx, formatter)
+
+
+def _write_examples(formatter: click.HelpFormatter, examples: Sequence[tuple[str, str]]) -> None:
+    """Command and description side by side when they fit the width, else stacked."""
+    width = (formatter.width or 80) - formatter.current_indent
+    command_col = max(len(command) for command, _ in examples) + 2
+    if command_col + max(len(what) for _, what in examples) <= width:
+        formatter.write_dl(list(examples), col_max=command_col)
+        return
+    for command, what in examples:
+        formatter.write(f"{'':>{formatter.current_indent}}{command}\n")
+        with formatter.indentation():
+            formatter.write_text(what)
 
 
 __all__ = ["EXAMPLES", "SECTION_ORDER", "SectionedCommand", "group_params", "section_of"]

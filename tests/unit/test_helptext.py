@@ -85,3 +85,14 @@ def test_a_command_without_examples_has_no_examples_section() -> None:
 
     output = CliRunner().invoke(tiny, ["--help"]).output
     assert "Server:" in output and "Examples" not in output
+
+
+def test_examples_side_by_side_when_they_fit_else_stacked() -> None:
+    @click.command(cls=SectionedCommand, examples=(("tiny --port 1", "one"), ("tiny", "two")))
+    def tiny() -> None:
+        """Tiny."""
+
+    wide = CliRunner().invoke(tiny, ["--help"], terminal_width=80).output
+    assert "  tiny --port 1  one\n  tiny           two\n" in wide
+    narrow = CliRunner().invoke(tiny, ["--help"], terminal_width=16).output
+    assert "  tiny --port 1\n    one\n" in narrow
