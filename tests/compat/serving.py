@@ -85,9 +85,13 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(source.replace(old, new))
 
 
+#: The first reload after start waits for the fork server to preload the framework.
+FIRST_RELOAD_TIMEOUT_S = 45.0
+
+
 def reload_after_edit(cli: CLIProcess, path: Path, url_path: str, old: str, new: str) -> None:
     """The view serves `old`; after editing it to `new` the server serves `new`."""
     wait_for_text(cli, url_path, old)
     edit(path, old, new)
-    wait_for_text(cli, url_path, new)
+    wait_for_text(cli, url_path, new, FIRST_RELOAD_TIMEOUT_S)
     cli.wait_for(r"reloaded in \d+ ms")
