@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from devserve.asgi import ASGIApp
 from devserve.config import Config
@@ -189,12 +189,14 @@ def start_cli(
     cwd: Path,
     env: dict[str, str] | None = None,
     pass_fds: tuple[int, ...] = (),
+    stderr_file: IO[str] | None = None,
     *,
     stdin: int = subprocess.DEVNULL,
 ) -> CLIProcess:
     """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line.
 
-    `stdin` is /dev/null unless a test types into the process (``subprocess.PIPE``, e.g. pdb).
+    With `stderr_file`, stderr goes there instead, and only stdout is collected. `stdin` is
+    /dev/null unless a test types into the process (``subprocess.PIPE``, e.g. pdb).
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})}
     full_env.pop("FORCE_COLOR", None)
@@ -204,7 +206,7 @@ def start_cli(
         env=full_env,
         stdin=stdin,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT if stderr_file is None else stderr_file,
         text=True,
         start_new_session=True,
         pass_fds=pass_fds,
