@@ -109,6 +109,10 @@ def test_django_single_process(tmp_path: Path) -> None:
         assert css.headers["content-type"].startswith("text/css")
         assert client.get("/static/css/missing.css").status_code == 404
         assert client.get("/nowhere/").status_code == 404
+        # Sync views run through asgiref, whose state lives in context variables: none may
+        # leak from one request of a keep-alive connection into the next.
+        statuses = [client.get("/" if n % 2 else "/async/1/").status_code for n in range(30)]
+        assert statuses == [200] * 30
         # DEBUG with no ALLOWED_HOSTS allows only local names, as under runserver.
         assert client.get("/", headers={"host": "evil.example"}).status_code == 400
     assert "using app mysite.asgi:application" in cli.output()
