@@ -1,14 +1,18 @@
 """The command-line options of dev pages, live reload and allowed hosts (#7).
 
-Declared here as (names, settings) pairs that `devserve.options` turns into its sourced
-options, in its one list, so each still gets its ``DEVSERVE_*`` variable and errors that
-name the value's source; kept apart only to keep that module small.
+Each is a `devserve.options.SourcedOption` like every other option (a ``DEVSERVE_*``
+variable each, errors naming the value's source), declared apart only to keep that module
+under the size limit; `apply_dev_options` attaches them to the command after the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import click
+
+from devserve.options import SourcedOption
 
 
 def split_hosts(_ctx: object, _param: object, value: str | Sequence[str]) -> tuple[str, ...]:
@@ -48,3 +52,10 @@ DEV_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         },
     ),
 )
+
+
+def apply_dev_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a click command with the options above, in order."""
+    for names, settings in reversed(DEV_OPTIONS):
+        func = click.option(*names, cls=SourcedOption, **settings)(func)
+    return func

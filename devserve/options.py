@@ -16,7 +16,6 @@ import click
 from click.core import ParameterSource
 
 from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, UI_MODES, WS_MODES
-from devserve.devoptions import DEV_OPTIONS
 
 ENV_PREFIX = "DEVSERVE_"
 
@@ -263,7 +262,11 @@ OPTIONS = [
         show_default=True,
         help="Most request header lines (431 beyond).",
     ),
-    _opt("--reload", is_flag=True, default=False, help="Reload when files change."),
+    _opt(
+        "--reload/--no-reload",
+        default=False,
+        help="Reload when files change (--no-reload overrides pyproject/environment).",
+    ),
     _opt(
         "--reload-dir",
         "reload_dirs",
@@ -308,7 +311,6 @@ OPTIONS = [
         default=None,
         help="Poll for changes instead of OS events [default: auto-detect].",
     ),
-    *(_opt(*names, **settings) for names, settings in DEV_OPTIONS),  # #7
     _opt(
         "--ws",
         type=click.Choice(WS_MODES),
