@@ -94,7 +94,11 @@ FILES = {
 
 def test_django_single_process(tmp_path: Path) -> None:
     write_files(tmp_path, FILES)
-    with devserve(tmp_path) as cli, httpx.Client(base_url=cli.url, timeout=5) as client:
+    # evil.example passes devserve's Host check (#7), so Django's own check is exercised.
+    with (
+        devserve(tmp_path, "--allowed-hosts", "evil.example") as cli,
+        httpx.Client(base_url=cli.url, timeout=5) as client,
+    ):
         assert client.get("/").text == "django v1"
         assert client.get("/async/21/").json() == {"n": 21, "double": 42, "path": "/async/21/"}
         # CommonMiddleware's APPEND_SLASH redirect.
@@ -115,6 +119,8 @@ def test_django_single_process(tmp_path: Path) -> None:
         assert statuses == [200] * 30
         # DEBUG with no ALLOWED_HOSTS allows only local names, as under runserver.
         assert client.get("/", headers={"host": "evil.example"}).status_code == 400
+        # Any other foreign name is refused by devserve itself (DNS-rebinding protection).
+        assert client.get("/", headers={"host": "other.example"}).status_code == 403
     assert "using app mysite.asgi:application" in cli.output()
 
 
