@@ -34,6 +34,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from devserve.asgi import Message
 from devserve.errors import DevserveError
+from devserve.protocol.wsframes import DataFrameEncoder
 
 CLOSE_NORMAL = 1000
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -191,6 +192,7 @@ class WebSocketConnection:
         self._message_bytes = 0
         self._close_code: int | None = None
         self._request: h11.Request | None = None
+        self._encoder = DataFrameEncoder(None)  # replaced on accept, once deflate is settled
 
     @property
     def phase(self) -> Phase:
@@ -357,19 +359,33 @@ class WebSocketConnection:
     def _on_data(self, event: ws.TextMessage | ws.BytesMessage) -> None:
         if self._phase is not Phase.OPEN:
             return  # after we started closing, further data is discarded
-        if isinstance(event, ws.TextMessage):
-            self._message_bytes += len(event.data.encode("utf-8"))
-            self._text.append(event.data)
+        data = event.data
+        if isinstance(data, str):  # ASCII text is as long in UTF-8 as in characters
+            self._message_bytes += len(data) if data.isascii() else len(data.encode("utf-8"))
         else:
-            self._message_bytes += len(event.data)
-            self._binary += event.data
+            self._message_bytes += len(data)
         if self._message_bytes > self._max_message_bytes:
             self._reset_message()
             self._start_close(CLOSE_MESSAGE_TOO_BIG, "message too big")
-        elif event.message_finished:
-            data = "".join(self._text) if isinstance(event, ws.TextMessage) else bytes(self._binary)
+        elif not event.message_finished:
+            if isinstance(data, str):
+                self._text.append(data)
+            else:
+                self._binary += data
+        elif self._text or self._binary:  # the last fragment of a fragmented message
+            if isinstance(data, str):
+                self._text.append(data)
+                whole: str | bytes = "".join(self._text)
+            else:
+                self._binary += data
+                whole = bytes(self._binary)
             self._reset_message()
-            self._events.append(MessageReceived(data=data))
+            self._events.append(MessageReceived(data=whole))
+        else:  # a whole message in one frame, the common case: no extra copy
+            self._message_bytes = 0
+            self._events.append(
+                MessageReceived(data=data if isinstance(data, str) else bytes(data))
+            )
 
     def _reset_message(self) -> None:
         self._text.clear()
@@ -414,11 +430,14 @@ class WebSocketConnection:
             raise WebSocketUsageError("subprotocol must be a str or None")
         headers = _coerce_headers(message.get("headers", []))
         h11.InformationalResponse(status_code=101, headers=headers)  # validates first
-        extensions: list[Extension] = [PerMessageDeflate()] if self._is_deflate_enabled else []
+        deflate = PerMessageDeflate()
+        extensions: list[Extension] = [deflate] if self._is_deflate_enabled else []
         event = ws.AcceptConnection(
             subprotocol=subprotocol, extensions=extensions, extra_headers=headers
         )
         self._out += self._ws.send(event)
+        # wsproto enables the extension only if the client offered it and the offer parsed.
+        self._encoder = DataFrameEncoder(deflate if deflate.enabled() else None)
         self._phase = Phase.OPEN
         early, self._early = bytes(self._early), bytearray()
         if early:
@@ -432,9 +451,9 @@ class WebSocketConnection:
         if text is not None:
             if not isinstance(text, str):
                 raise WebSocketUsageError("websocket.send 'text' must be str")
-            self._out += self._ws.send(ws.TextMessage(data=text))
+            self._out += self._encoder.encode(text)
         else:
-            self._out += self._ws.send(ws.BytesMessage(data=_as_bytes(data, "bytes")))
+            self._out += self._encoder.encode(_as_bytes(data, "bytes"))
 
     def _app_close(self, message: Message) -> None:
         code = message.get("code", CLOSE_NORMAL)
