@@ -174,8 +174,15 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- core plumbing --------------------------------------------------------------------
 
     def _process(self) -> None:
-        for event in self._core.next_events():
+        # Parse no more messages than the inbox has room for; the rest waits, unparsed, in
+        # the core's buffer (at most one read's worth, as reading is then paused).
+        room = self._settings.max_queue - len(self._inbox)
+        for event in self._core.next_events(max_messages=max(room, 0)):
             self._handle(event)
+        if self._core.is_input_pending:
+            self._set_reading_paused(True)
+        elif self._is_reading_paused and self._core.phase is Phase.CLOSING:
+            self._set_reading_paused(False)  # data after our close frame is discarded anyway
         data = self._core.data_to_send()
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -282,7 +289,9 @@ class WebSocketProtocol(asyncio.Protocol):
             await self._waiter
         message = self._inbox.popleft()
         if self._is_reading_paused and len(self._inbox) <= self._settings.max_queue // 2:
-            self._set_reading_paused(False)
+            self._process()  # first the messages held back in the core's buffer
+            if not self._core.is_input_pending and len(self._inbox) < self._settings.max_queue:
+                self._set_reading_paused(False)
         if message["type"] == "websocket.disconnect":
             self._disconnect = message
         return message

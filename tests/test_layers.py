@@ -47,6 +47,7 @@ WORKER_SIDE = {
     "server",
     "cycle",
     "websocket_server",
+    "protocol.wsframes",
     "wssettings",
     "lifespan",
     "appload",

@@ -183,7 +183,8 @@ class WebSocketConnection:
         self._phase = Phase.HANDSHAKE
         self._app_state = AppState.CONNECTING
         self._events: list[WebSocketEvent] = []
-        # Parse frames only after new input: sending must not re-scan wsproto's buffer.
+        # Frames may wait unparsed in wsproto's buffer: after new input, or when the last
+        # `next_events` stopped at its message limit. Sending never re-scans the buffer.
         self._has_new_input = False
         self._out = bytearray()
         self._early = bytearray()  # bytes after the request head, held until accept
@@ -221,15 +222,25 @@ class WebSocketConnection:
             self._has_new_input = True
             self._ws.receive_data(data)
 
-    def next_events(self) -> list[WebSocketEvent]:
-        """Return and forget every event produced since the last call, oldest first."""
+    @property
+    def is_input_pending(self) -> bool:
+        """Whether received bytes may hold frames `next_events` has not parsed yet."""
+        return self._has_new_input and self._phase in (Phase.OPEN, Phase.CLOSING)
+
+    def next_events(self, max_messages: int | None = None) -> list[WebSocketEvent]:
+        """Return and forget every event produced since the last call, oldest first.
+
+        Args:
+            max_messages: parse frames only until this many `MessageReceived` events were
+                produced (0: parse none); the rest of the input waits in the buffer, in
+                order, for a later call (see `is_input_pending`). None: no limit.
+        """
         if (
             self._has_new_input
             and self._ws.connection is not None
             and self._phase in (Phase.OPEN, Phase.CLOSING)
         ):
-            self._has_new_input = False
-            self._drain_frames()
+            self._has_new_input = not self._drain_frames(max_messages)
         events, self._events = self._events, []
         return events
 
@@ -344,21 +355,30 @@ class WebSocketConnection:
         self._events.append(HandshakeFailed(status_code=status_code, reason=reason))
         self._phase = Phase.CLOSED
 
-    def _drain_frames(self) -> None:
+    def _drain_frames(self, max_messages: int | None) -> bool:
+        """Parse buffered frames; return False if it stopped at ``max_messages`` messages."""
+        budget = -1 if max_messages is None else max_messages
+        if budget == 0 and self._phase is Phase.OPEN:  # once closing, data is discarded
+            return False
         for event in self._ws.events():
             if isinstance(event, ws.TextMessage | ws.BytesMessage):
-                self._on_data(event)
+                if self._on_data(event):
+                    budget -= 1
+                    if budget == 0:
+                        return False  # wsproto keeps the unparsed rest of its buffer
             elif isinstance(event, ws.Ping) and self._phase is Phase.OPEN:
                 self._out += self._ws.send(event.response())
             elif isinstance(event, ws.Pong):
                 self._events.append(PongReceived(payload=bytes(event.payload)))
             elif isinstance(event, ws.CloseConnection):
                 self._on_close_frame(event)
-                return
+                break
+        return True
 
-    def _on_data(self, event: ws.TextMessage | ws.BytesMessage) -> None:
+    def _on_data(self, event: ws.TextMessage | ws.BytesMessage) -> bool:
+        """Add a data frame to the message; return True if a `MessageReceived` was produced."""
         if self._phase is not Phase.OPEN:
-            return  # after we started closing, further data is discarded
+            return False  # after we started closing, further data is discarded
         data = event.data
         if isinstance(data, str):  # ASCII text is as long in UTF-8 as in characters
             self._message_bytes += len(data) if data.isascii() else len(data.encode("utf-8"))
@@ -367,12 +387,14 @@ class WebSocketConnection:
         if self._message_bytes > self._max_message_bytes:
             self._reset_message()
             self._start_close(CLOSE_MESSAGE_TOO_BIG, "message too big")
-        elif not event.message_finished:
+            return False
+        if not event.message_finished:
             if isinstance(data, str):
                 self._text.append(data)
             else:
                 self._binary += data
-        elif self._text or self._binary:  # the last fragment of a fragmented message
+            return False
+        if self._text or self._binary:  # the last fragment of a fragmented message
             if isinstance(data, str):
                 self._text.append(data)
                 whole: str | bytes = "".join(self._text)
@@ -386,6 +408,7 @@ class WebSocketConnection:
             self._events.append(
                 MessageReceived(data=data if isinstance(data, str) else bytes(data))
             )
+        return True
 
     def _reset_message(self) -> None:
         self._text.clear()
