@@ -21,6 +21,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
+from tests.e2e.test_reload import reload_server, write
 from tests.helpers import assert_no_children, recv_until, run_async, start_server_cli, stop_cli
 
 ECHO = """
@@ -212,3 +213,28 @@ def test_every_bad_input_is_refused_and_the_next_client_is_served(tmp_path: Path
         assert stop_cli(cli) == 0
     assert not [line for line in cli.lines if "Traceback" in line], cli.lines
     assert_no_children(cli.proc.pid)
+
+
+def test_reload_closes_websockets_with_1012_and_the_new_code_answers(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", ECHO)
+    with reload_server(tmp_path) as cli:
+        ws_url = cli.url.replace("http://", "ws://") + "/chat"
+
+        async def until_closed() -> int | None:
+            async with websockets.connect(ws_url) as ws:
+                await ws.send("hi")
+                assert await asyncio.wait_for(ws.recv(), 5) == "echo:hi"
+                write(tmp_path / "main.py", ECHO.replace('"echo:"', '"v2:"'))
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                except websockets.ConnectionClosed as closed:
+                    return closed.rcvd.code if closed.rcvd else None
+            return None
+
+        async def echo() -> str | bytes:
+            async with websockets.connect(ws_url) as ws:
+                await ws.send("hi")
+                return await asyncio.wait_for(ws.recv(), 5)
+
+        assert run_async(until_closed(), 15) == 1012, "the draining worker says: reconnect"
+        assert run_async(echo()) == "v2:hi"
