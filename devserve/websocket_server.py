@@ -7,8 +7,11 @@ events into the app's inbox and writes its outbound bytes; when the core reaches
 `Phase.CLOSED` the transport is closed. The app runs in one task: `receive()` pops the
 inbox (``websocket.connect`` first, ``websocket.disconnect`` last, repeated if asked
 again), `send()` feeds the core and then waits while the transport's write buffer is over
-its high-water mark. Backpressure the other way: reading pauses once ``max_queue``
-messages wait and resumes when half are consumed. Every wait is bounded: pings every
+its high-water mark. Backpressure the other way: the core parses only as many messages as
+the inbox has room for (``max_queue``), the rest stays unparsed in its buffer and reading
+pauses; once half are consumed the held frames are parsed and, when none are left, reading
+resumes. After our close frame, reading resumes at once (data is discarded, only the peer's
+close matters). Every wait is bounded: pings every
 ``ping_interval_s`` and an abort after ``ping_timeout_s`` without a pong, an abort
 ``close_timeout_s`` after our close frame, and an app still running
 ``graceful_timeout_s`` after the connection ended is cancelled. The connection is

@@ -5,7 +5,10 @@ EOF, as in h11), yields past-tense events from `next_events`, applies ASGI send 
 `send`, and queues every byte to write for `data_to_send`; it never reads a clock, awaits or
 touches a socket. Our own h11 server connection parses the upgrade request (so the scope
 sees every header, Host included); wsproto then validates it, builds the 101/HTTP
-responses and, after accept, runs the frame codec. Two Enum machines run side by side:
+responses and, after accept, parses every frame and frames the control frames; the app's
+data messages are framed by `wsframes.DataFrameEncoder` (the hot path). `next_events` can
+stop after a number of messages, leaving the rest unparsed and in order in wsproto's
+buffer, so a shell can bound its queue. Two Enum machines run side by side:
 `Phase` for the wire (HANDSHAKE -> CONNECTING -> OPEN -> CLOSING -> CLOSED, or CONNECTING ->
 REJECTING -> CLOSED for an HTTP denial; CLOSED means "close the transport") and `AppState`
 for the ASGI message order (the `_APP_TRANSITIONS` table). A message the table refuses raises
