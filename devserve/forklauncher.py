@@ -117,7 +117,8 @@ class ForkServerLauncher:
         self._forks[handoff.generation] = forked
         try:
             message = json.dumps({"op": "fork", "handoff": handoff.to_json()}).encode() + b"\n"
-            socket.send_fds(self._sock, [message], [handoff.events_fd])
+            fds = [handoff.events_fd, *(handoff.output_fds or ())]
+            socket.send_fds(self._sock, [message], fds)
             pid = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError, ConnectionError):
             self._forks.pop(handoff.generation, None)

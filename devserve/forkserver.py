@@ -12,7 +12,8 @@ culprit and exits, and the supervisor rebuilds it without that module (or falls 
 spawning fresh interpreters, saying so).
 
 Control messages are JSON lines; a ``fork`` request carries the worker's event-pipe
-descriptor as ancillary data (SCM_RIGHTS)::
+descriptor (and, when the supervisor captures output, its stdout and stderr pipes) as
+ancillary data (SCM_RIGHTS)::
 
     supervisor -> {"op": "fork", "handoff": "..."} + [events_fd]
     supervisor -> {"op": "preload", "names": [...]}
@@ -35,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -105,13 +107,18 @@ class ForkServer:
             line, self._buffer = self._buffer.split(b"\n", 1)
             message = json.loads(line)
             if message["op"] == "fork":
-                self._fork(Handoff.from_json(message["handoff"]), self._pending_fds.pop(0))
+                handoff = Handoff.from_json(message["handoff"])
+                count = 3 if handoff.output_fds else 1
+                fds, self._pending_fds = self._pending_fds[:count], self._pending_fds[count:]
+                self._fork(handoff, fds)
             elif message["op"] == "preload":
                 self._preload(message["names"])
         return True
 
-    def _fork(self, handoff: Handoff, events_fd: int) -> None:
-        handoff = replace(handoff, events_fd=events_fd)
+    def _fork(self, handoff: Handoff, fds: list[int]) -> None:
+        """Fork a worker for `handoff` with `fds`: its event pipe, then its output pipes."""
+        output = (fds[1], fds[2]) if len(fds) == 3 else None  # noqa: PLR2004 - events, out, err
+        handoff = replace(handoff, events_fd=fds[0], output_fds=output)
         # Move everything preloaded out of the collector's reach: a child whose GC walks
         # the inherited heap touches (and so copies) every page of it after fork.
         gc.freeze()
@@ -121,12 +128,15 @@ class ForkServer:
             try:
                 self._become_worker()
                 code = run_worker(handoff, started_at=time.monotonic())
+            except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
+                traceback.print_exc()
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()
                     sys.stderr.flush()
                 os._exit(code)
-        os.close(events_fd)
+        for fd in fds:
+            os.close(fd)
         self.children.add(pid)
         send_message(self.control, {"op": "forked", "generation": handoff.generation, "pid": pid})
 

@@ -14,11 +14,11 @@ import time
 import traceback
 from collections.abc import Mapping
 
-from devserve.accesslog import LineReporter, reporter_for
 from devserve.config import Config
 from devserve.envfile import apply_env, load_env_file
 from devserve.errors import AppLoadError, CertificateError
 from devserve.lifespan import StartupFailed
+from devserve.reporting import Session, captured_output, open_session
 from devserve.sockets import bind_listeners, prepare_tls
 from devserve.worker import Worker, loop_factory, run_coroutine
 
@@ -27,7 +27,7 @@ EXIT_STARTUP_FAILURE = 3
 EXIT_INTERRUPTED = 130
 
 
-def make_ssl_context(config: Config, report: LineReporter) -> ssl.SSLContext | None:
+def make_ssl_context(config: Config, report: Session) -> ssl.SSLContext | None:
     """The server TLS context for ``--ssl-certfile``/``--ssl-keyfile`` or ``--https``, or None.
 
     With ``--https`` the local CA and leaf are created or reused first (see
@@ -52,7 +52,8 @@ def make_ssl_context(config: Config, report: LineReporter) -> ssl.SSLContext | N
 def run_single(config: Config, environ: Mapping[str, str]) -> int:
     """Serve `config` in this process until stopped; return the exit code."""
     started_at = time.monotonic()
-    reporter = reporter_for(config, environ)
+    # The app shares this loop: lines are written as they come, never held for a batch.
+    reporter = open_session(config, environ, is_batched=False)
     if config.env_file is not None:
         apply_env(load_env_file(config.env_file))
     try:
@@ -64,8 +65,10 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
     worker = Worker(
         config, listeners, emit=reporter, ssl_context=ssl_context, started_at=started_at
     )
+    capture = captured_output(reporter) if reporter.captures_output else contextlib.nullcontext()
     try:
-        return run_coroutine(worker.serve(), loop_factory(config.loop))
+        with capture:
+            return run_coroutine(worker.serve(), loop_factory(config.loop))
     except AppLoadError as exc:
         _say(str(exc))
         return EXIT_STARTUP_FAILURE
@@ -79,7 +82,7 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
         _say(f"error while importing {config.app}: {type(exc).__name__}: {exc}")
         return EXIT_STARTUP_FAILURE
     finally:
-        reporter.flush()
+        reporter.close()
         for listener in listeners:
             listener.sock.close()
         if config.uds is not None:
