@@ -18,6 +18,7 @@ import uvloop
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from devserve.asgi import ASGIApp, Message, Receive, Scope, Send
 from devserve.events import WebSocketClosed, WebSocketOpened
@@ -752,5 +753,30 @@ def test_shutdown_while_reading_is_paused_completes_the_close_handshake(run: Run
             assert info.value.rcvd.code == 1012
             # The client's close reply is read although the app never drained its queue.
             await wait_until(lambda: protocol._is_transport_lost)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"server_max_window_bits": 10}, {"server_no_context_takeover": True}],
+    ids=["window-bits-10", "no-context-takeover"],
+)
+def test_deflate_parameters_the_client_asked_for_are_honoured(
+    run: Run, parameters: dict[str, Any]
+) -> None:
+    # The client inflates with exactly what it negotiated: a 32 KiB window or a window kept
+    # across messages on our side would make it fail on the repeats below.
+    factory = ClientPerMessageDeflateFactory(**parameters)
+    block = base64.b64encode(os.urandom(1500)).decode()  # 2000 characters, incompressible-ish
+
+    async def scenario() -> None:
+        async with serving() as h, client(h.uri, compression=None, extensions=[factory]) as ws:
+            assert ws.response is not None
+            header = ws.response.headers["Sec-WebSocket-Extensions"]
+            assert header.startswith("permessage-deflate")
+            for message in (block, block + block, "small", block):
+                await ws.send(message)
+                assert await ws.recv() == message
 
     run(scenario())
