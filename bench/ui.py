@@ -3,6 +3,7 @@
 Usage::
 
     python bench/ui.py [--rounds N] [--duration S] [--json]
+    python bench/ui.py --micro      # in-process: one frame, one event
 
 Every round starts each configuration fresh, in an order that rotates from round to round
 (so no configuration always runs first on a warm or cold machine), warms it up with a
@@ -27,6 +28,7 @@ each round, the medians, and the median of the per-round ratios against ``plain`
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -225,13 +227,72 @@ def measure(mode: str, duration: int, screens: list[str]) -> Round:
     )
 
 
+def micro(frames: int = 2000) -> None:
+    """In-process costs of the dashboard: one frame, one event, drawn to /dev/null.
+
+    Each frame follows one more repeat of the same request (the wrk case: the open log line
+    counts up, the figures change), so every frame redraws its changing lines.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devserve.events import RequestCompleted, ServerStarted  # noqa: PLC0415
+    from devserve.tui.feed import record_event  # noqa: PLC0415
+    from devserve.tui.live import LiveUI  # noqa: PLC0415
+    from devserve.tui.state import DashboardState  # noqa: PLC0415
+    from devserve.tui.stats import Stats  # noqa: PLC0415
+    from devserve.tui.terminal import Terminal  # noqa: PLC0415
+
+    now = [100.0]
+    stats = Stats()
+    event = RequestCompleted("GET", "/", 200, 1.5, 0, 13, "127.0.0.1:1", "1.1", "http")
+
+    async def measure_in_loop(ui: LiveUI) -> tuple[float, float, float]:
+        ui(ServerStarted(pid=1, urls=("http://127.0.0.1:8000",), app="a:app", startup_ms=5))
+        for _ in range(200):  # started by the first event on the loop, as in devserve
+            now[0] += 0.1
+            ui(event)
+            ui.frame()
+        started = time.perf_counter()
+        for _ in range(frames):
+            now[0] += 0.1
+            ui(event)
+            ui.frame()
+        per_frame = (time.perf_counter() - started) / frames
+        started = time.perf_counter()
+        for _ in range(frames * 50):
+            ui(event)
+        per_event = (time.perf_counter() - started) / (frames * 50)
+        started = time.perf_counter()
+        for _ in range(frames * 50):
+            record_event(stats, event, now[0])
+        per_count = (time.perf_counter() - started) / (frames * 50)
+        ui.close()
+        return per_frame, per_event, per_count
+
+    with open(os.devnull, "w") as devnull:
+        ui = LiveUI(
+            DashboardState(stats=stats),
+            Terminal(devnull.fileno(), None),
+            environ={},
+            clock=lambda: now[0],
+        )
+        per_frame, per_event, per_count = asyncio.run(measure_in_loop(ui))
+    print(f"frame (one changed request line + figures): {per_frame * 1e3:.3f} ms")
+    print(f"dashboard per event (a repeat, collapsed): {per_event * 1e6:.2f} us")
+    print(f"session stats per event (every mode): {per_count * 1e6:.2f} us")
+    print(f"at 10 frames/s the frames take {per_frame * 10 * 100:.1f}% of a core")
+
+
 def main() -> None:
     """Run the rounds, print every figure, the medians and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--micro", action="store_true", help="only the in-process costs")
     args = parser.parse_args()
+    if args.micro:
+        micro()
+        return
     screens: list[str] = []
     rounds: list[dict[str, Round]] = []
     print(f"== wrk -t1 -c32 -d{args.duration}s, {args.rounds} rounds, server CPU {SERVER_CPU}")

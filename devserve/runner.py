@@ -21,6 +21,7 @@ from devserve.lifespan import StartupFailed
 from devserve.reporting import Session, captured_output, open_session
 from devserve.sockets import bind_listeners, prepare_tls
 from devserve.worker import Worker, loop_factory, run_coroutine
+from devserve.workerproc import failure_event
 
 EXIT_RUNTIME_FAILURE = 1
 EXIT_STARTUP_FAILURE = 3
@@ -70,14 +71,17 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
         with capture:
             return run_coroutine(worker.serve(), loop_factory(config.loop))
     except AppLoadError as exc:
+        _report_failure(reporter, "import", exc, config)
         _say(str(exc))
         return EXIT_STARTUP_FAILURE
     except StartupFailed as exc:
+        _report_failure(reporter, "lifespan startup", exc, config)
         _say(f"application startup failed: {exc}")
         return EXIT_STARTUP_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the user's code raised while importing: show it
+        _report_failure(reporter, "import", exc, config)
         traceback.print_exception(exc, file=sys.stderr)
         _say(f"error while importing {config.app}: {type(exc).__name__}: {exc}")
         return EXIT_STARTUP_FAILURE
@@ -88,6 +92,16 @@ def run_single(config: Config, environ: Mapping[str, str]) -> int:
         if config.uds is not None:
             with contextlib.suppress(OSError):
                 os.unlink(config.uds)
+
+
+def _report_failure(reporter: Session, stage: str, exc: BaseException, config: Config) -> None:
+    """Under ``--ui json`` a failed start is also a ``startup_failed`` object on stdout.
+
+    Tools reading the JSON stream then learn why nothing is served without parsing stderr,
+    which still gets the usual one line.
+    """
+    if reporter.mode == "json":
+        reporter(failure_event(stage, exc, (config.app_dir,)))
 
 
 def _say(message: str) -> None:

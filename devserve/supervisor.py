@@ -153,6 +153,7 @@ class Supervisor:
             parent_fd=self._parent_read,
             project_dirs=self.project_dirs,
             report=self.report,
+            is_stdout_captured=self.capture_output,
         )
 
     async def run(self) -> int:

@@ -141,7 +141,7 @@ TUI_PURE = {
     "tui.routes",
     "tui.feed",
 }
-TUI_SHELL = {"tui.live", "tui.terminal"}
+TUI_SHELL = {"tui.live", "tui.terminal", "tui.paint"}
 IMPURE = {"asyncio", "os", "time", "signal", "termios", "subprocess", "sys", "socket"}
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import math
 import os
 import re
@@ -37,8 +36,6 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from rich.cells import cell_len
-from rich.color import ColorSystem
-from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from devserve.config import Config
@@ -47,6 +44,7 @@ from devserve.summary import summary_text
 from devserve.tui.dashview import dashboard
 from devserve.tui.keys import Action, press
 from devserve.tui.logitems import LogItem
+from devserve.tui.paint import Painter
 from devserve.tui.state import DashboardState, Screen
 from devserve.tui.stats import Stats, StatsSummary
 from devserve.tui.terminal import (
@@ -60,6 +58,7 @@ from devserve.tui.terminal import (
     Controls,
     Terminal,
     editor_command,
+    has_display,
     signal_controls,
     visible,
 )
@@ -113,26 +112,10 @@ class LiveUI:
         self.controls: Controls | None = None
         self.default_controls = signal_controls(can_reload=state.can_reload)
         self.frames = 0
-        self._buffer = io.StringIO()
-        self._console = Console(
-            file=self._buffer,
-            force_terminal=True,
-            color_system="truecolor" if environ.get("COLORTERM") else "256",
-            no_color=bool(environ.get("NO_COLOR")),
-            highlight=False,
-            emoji=False,
-            soft_wrap=False,
-            legacy_windows=False,
-        )
-        self._color_system = (
-            None
-            if environ.get("NO_COLOR")
-            else (ColorSystem.TRUECOLOR if environ.get("COLORTERM") else ColorSystem.EIGHT_BIT)
-        )
+        self.painter = Painter(environ)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._region: list[str] = []
-        self._line_cache: dict[tuple[object, ...], list[str]] = {}
         self._region_width = 0
         self._last_text = ""
         self._last_version = -1
@@ -172,7 +155,7 @@ class LiveUI:
         """Give the terminal back, then print the exit summary below the log."""
         self.close()
         line = summary_text(summary, has_reloads=self.state.can_reload)
-        self.terminal.write(self._render(Text(line, "bold")))
+        self.terminal.write(self.painter.render(Text(line, "bold")))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -202,11 +185,9 @@ class LiveUI:
                 self._loop.remove_signal_handler(signal.SIGTSTP)
         items = self.state.take_all()
         size = self.terminal.size()
-        self._console.size = (size.width, size.height)
+        self.painter.resize(size)
         text = (ALT_SCREEN_OFF if self._in_alt else "") + self._erase_region(size.width)
-        text += (
-            self._render(*log_lines(items, self._console.width, self.state.root)) if items else ""
-        )
+        text += self.painter.render(*log_lines(items, size.width, self.state.root)) if items else ""
         self._in_alt = False
         self.terminal.write(SYNC_ON + text + SYNC_OFF)
         self.terminal.leave()
@@ -219,7 +200,13 @@ class LiveUI:
         if self._is_closed:
             return
         self._schedule()
-        self.frame()
+        try:
+            self.frame()
+        except Exception as exc:  # noqa: BLE001 - a drawing bug must not take the server down
+            self.close()
+            self.terminal.write(
+                f"devserve: the dashboard stopped drawing ({exc!r}); still serving\n"
+            )
 
     # -- frames ----------------------------------------------------------------------------
 
@@ -235,7 +222,7 @@ class LiveUI:
         if not items and is_same and not is_aged:
             return False
         self._last_version, self._last_render_s = self.state.version, now
-        self._console.size = (size.width, size.height)
+        self.painter.resize(size)
         if self.state.screen is Screen.DASHBOARD:
             text = self._dashboard_text(now, size)
         else:
@@ -251,13 +238,13 @@ class LiveUI:
         prefix = ""
         if self._in_alt:  # back from the dashboard: the main screen and its region return
             prefix, self._in_alt, self._last_text = ALT_SCREEN_OFF, False, ""
-        region = self._region_lines(status_region(self.state, now, size), size.width)
+        region = self.painter.region_lines(status_region(self.state, now, size), size.width)
         region = region[-(size.height - 1) :]
         region_text = "\n".join(region)
         key = _LINK_ID.sub("", region_text)  # rich gives each link a new id per render
         if not items and not prefix and key == self._last_text and size == self._last_size:
             return ""
-        log = self._render(*log_lines(items, size.width, self.state.root)) if items else ""
+        log = self.painter.render(*log_lines(items, size.width, self.state.root)) if items else ""
         text = prefix + self._erase_region(size.width) + log + region_text
         self._region, self._region_width, self._last_text = region, size.width, key
         return text
@@ -266,56 +253,13 @@ class LiveUI:
         prefix = ""
         if not self._in_alt:
             prefix, self._in_alt, self._last_text = ALT_SCREEN_ON, True, ""
-        lines = self._render(dashboard(self.state, now, size)).split("\n")[:-1]
+        lines = self.painter.render(dashboard(self.state, now, size)).split("\n")[:-1]
         screen = "\x1b[K\n".join(lines[: size.height]) + "\x1b[K"
         key = _LINK_ID.sub("", screen)
         if key == self._last_text and not prefix:
             return ""
         self._last_text = key
         return prefix + HOME + screen + ERASE_DOWN
-
-    def _region_lines(self, region: RenderableType, width: int) -> list[str]:
-        """The region's rows; a one-line part drawn in an earlier frame is not drawn again.
-
-        Under load most of the region (the URL line, the key help, the rule) stays the
-        same from frame to frame while the figures change: only those lines are rendered.
-        """
-        parts = region.renderables if isinstance(region, Group) else [region]
-        rows: list[str] = []
-        cache = self._line_cache
-        for part in parts:
-            if not isinstance(part, Text):
-                rows.extend(self._render(part).split("\n")[:-1])
-                continue
-            key = (part.plain, tuple(part.spans), part.style, width)
-            lines = cache.get(key)
-            if lines is None:
-                if len(cache) >= LINE_CACHE:
-                    cache.clear()
-                if part.no_wrap and "\n" not in part.plain:
-                    lines = [self._one_line(part, width)]
-                else:
-                    lines = self._render(part).split("\n")[:-1]
-                cache[key] = lines
-            rows.extend(lines)
-        return rows
-
-    def _one_line(self, text: Text, width: int) -> str:
-        """A one-line Text cut to ``width``, straight from its segments (no layout pass)."""
-        line = text.copy()
-        line.truncate(width, overflow="ellipsis")
-        system = self._color_system
-        return "".join(
-            seg.style.render(seg.text, color_system=system) if seg.style else seg.text
-            for seg in line.render(self._console)
-        )
-
-    def _render(self, *renderables: RenderableType) -> str:
-        self._console.print(Group(*renderables))
-        text = self._buffer.getvalue()
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        return text
 
     def _erase_region(self, width: int | None = None) -> str:
         """Move to the first row of the drawn region and erase from there down."""
@@ -361,6 +305,9 @@ class LiveUI:
 
     def _open_browser(self) -> None:
         url = self.state.urls[0]
+        if not has_display(self.environ):  # a text browser would take over this terminal
+            self.state.notice(f"no graphical browser here: open {url} yourself", "warning")
+            return
         import webbrowser  # noqa: PLC0415 - only when asked
 
         if self._loop is not None:

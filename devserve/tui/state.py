@@ -44,6 +44,7 @@ from devserve.events import (
     WebSocketClosed,
     WebSocketOpened,
     WorkerExited,
+    WorkerReady,
     WorkerStarted,
 )
 from devserve.tui.feed import record_event
@@ -165,6 +166,8 @@ class DashboardState:
                 self.phase, self.reload_files = Phase.RELOADING, event.files
             case WorkerStarted() if self.phase is Phase.CRASHED:
                 self.phase = Phase.STARTING
+            case WorkerReady() if self.phase is Phase.STARTING and self.urls:
+                self.phase = Phase.BROKEN if event.is_broken else Phase.SERVING
             case ReloadFinished():
                 self._reload_finished(event)
             case WorkerExited() if not event.is_expected and self.phase is not Phase.STOPPING:

@@ -18,7 +18,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +46,13 @@ _GOTO = {"code", "code-insiders", "codium", "cursor", "windsurf"}
 def visible(text: str) -> str:
     """``text`` without ANSI escape sequences (colors, links)."""
     return _ANSI.sub("", text)
+
+
+def has_display(environ: Mapping[str, str], platform: str = sys.platform) -> bool:
+    """Whether a graphical browser can open (macOS, Windows, or X11/Wayland on the rest)."""
+    if platform == "darwin" or platform.startswith("win"):
+        return True
+    return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
 
 
 def editor_command(editor: str, filename: str, line: int) -> list[str]:
@@ -91,11 +98,14 @@ class Terminal:
     Args:
         out_fd: where frames are written (a terminal, or anything for tests).
         in_fd: where keys are read; None when keys are off (stdin is not a terminal).
+        stream: written instead of ``out_fd`` when that is None (a stream with no
+            descriptor, as in tests).
     """
 
-    def __init__(self, out_fd: int, in_fd: int | None) -> None:
+    def __init__(self, out_fd: int | None, in_fd: int | None, stream: TextIO | None = None) -> None:
         self.out_fd = out_fd
         self.in_fd = in_fd
+        self.stream = stream
         self._saved: list[Any] | None = None
         self.is_active = False
 
@@ -106,12 +116,16 @@ class Terminal:
         with contextlib.suppress(ValueError, OSError, AttributeError):
             if sys.stdin.isatty():
                 in_fd = sys.stdin.fileno()
-        return cls((stream or sys.stdout).fileno(), in_fd)
+        out = stream or sys.stdout
+        try:
+            return cls(out.fileno(), in_fd)
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+            return cls(None, in_fd, out)
 
     def size(self) -> Size:
         """The size in cells (80x24 when it cannot be read)."""
         try:
-            columns, lines = os.get_terminal_size(self.out_fd)
+            columns, lines = os.get_terminal_size(-1 if self.out_fd is None else self.out_fd)
         except OSError:
             return Size(80, 24)
         return Size(max(20, columns), max(5, lines))
@@ -143,6 +157,12 @@ class Terminal:
 
     def write(self, text: str) -> None:
         """Write ``text`` in full (one call unless the kernel takes it in parts)."""
+        if self.out_fd is None:
+            if self.stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.stream.write(text)
+                    self.stream.flush()
+            return
         data = text.encode("utf-8", "replace")
         while data:
             try:

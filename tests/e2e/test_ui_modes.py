@@ -25,6 +25,7 @@ from tests.helpers import (
     CLIProcess,
     assert_no_children,
     has_open_connection,
+    run_cli,
     start_cli,
     start_server_cli,
     stop_cli,
@@ -251,3 +252,55 @@ def test_plain_reload_mode_app_prints_reach_a_pipe_at_once(tmp_path: Path) -> No
             assert_no_children(cli.proc.pid)
     assert code == 0, cli.output()
     assert cli.lines[-1].startswith("INFO:     summary: 1 request, 0 errors, 0 reloads, p50 ")
+
+
+def test_json_stdout_stays_json_when_a_preloaded_module_prints(tmp_path: Path) -> None:
+    project, site = tmp_path / "project", tmp_path / "site"  # site is outside the project
+    project.mkdir()
+    site.mkdir()
+    (site / "noisy_dependency.py").write_text("print('banner from a dependency')\n")
+    (project / "main.py").write_text(
+        "import noisy_dependency  # noqa: F401\n" + textwrap.dedent(APP.format(version="v1"))
+    )
+    stderr_path = tmp_path / "stderr.txt"
+    with reaping_orphans(), stderr_path.open("w") as stderr:
+        cli = start_cli(
+            ["main:app", "--ui", "json", "--port", "0", *RELOAD_ARGS],
+            project,
+            env={"PYTHONPATH": str(site)},
+            stderr_file=stderr,
+        )
+        try:
+            wait_json(cli, "server_started")
+            # The fork server preloads noisy_dependency (a third-party module) for the next
+            # worker: what it prints then goes to stderr, never into the JSON stream.
+            wait_until(lambda: "banner" in stderr_path.read_text(), 10)
+            (project / "main.py").write_text((project / "main.py").read_text() + "# edit\n")
+            wait_json(cli, "reload_finished")
+        finally:
+            stop_cli(cli)
+            reap_group(cli.proc.pid)
+            assert_no_children(cli.proc.pid)
+    check_common(cli)  # every stdout line is JSON
+    banners = [o for o in of_type(cli, "app_output") if o["line"] == "banner from a dependency"]
+    assert [o["generation"] for o in banners] == [1]  # worker 1 imported it itself
+
+
+def test_json_single_process_startup_failure_is_a_json_object(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("import json\n\nraise RuntimeError('no database')\n")
+    done = run_cli(["main:app", "--ui", "json", "--port", "0"], tmp_path)
+    assert done.returncode == 3, done
+    [line] = done.stdout.splitlines()
+    failure = json.loads(line)
+    assert failure["type"] == "startup_failed"
+    assert (failure["stage"], failure["exc_type"], failure["message"]) == (
+        "import",
+        "RuntimeError",
+        "no database",
+    )
+    assert failure["filename"].endswith("main.py")
+    assert failure["lineno"] == 3
+    assert 'main.py", line 3' in failure["traceback"]
+    assert done.stderr.splitlines()[-1] == (
+        "devserve: error: error while importing main:app: RuntimeError: no database"
+    )

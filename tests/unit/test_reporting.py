@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import sys
+from typing import Any
 
 import pytest
 
+import devserve.reporting
 from devserve.accesslog import LineReporter
 from devserve.config import Config
 from devserve.events import (
@@ -26,6 +28,7 @@ from devserve.events import (
 from devserve.jsonlog import JsonReporter
 from devserve.reporting import LineCapture, Session, captured_output, make_ui, open_session
 from devserve.tui.feed import record_event
+from devserve.tui.live import LiveUI
 from devserve.tui.stats import Stats, StatsSummary
 
 
@@ -166,7 +169,7 @@ def test_make_ui_picks_the_reporter_of_each_mode() -> None:
     plain = make_ui("plain", config, {}, stream=stream, is_batched=False)
     assert isinstance(plain, LineReporter)
     assert (plain.slow_ms, plain.min_level, plain.color) == (50.0, 10, False)
-    assert isinstance(make_ui("tui", config, {}, stream=stream, is_batched=False), LineReporter)
+    assert isinstance(make_ui("tui", config, {}, stream=stream, is_batched=False), LiveUI)
 
 
 def test_make_ui_colors_on_a_terminal_unless_no_color() -> None:
@@ -179,7 +182,11 @@ def test_make_ui_colors_on_a_terminal_unless_no_color() -> None:
     assert not plain.color
 
 
-def test_open_session_resolves_auto_from_the_streams() -> None:
+def test_open_session_resolves_auto_from_the_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_make_ui(mode: str, *_args: Any, **_kwargs: Any) -> RecordingUI:
+        return RecordingUI(Stats())  # the dashboard itself is tested in test_tui_*
+
+    monkeypatch.setattr(devserve.reporting, "make_ui", fake_make_ui)
     environ = {"TERM": "xterm"}
     on_terminal = open_session(
         Config(), environ, is_batched=True, stdin=TTYStream(), stdout=TTYStream()

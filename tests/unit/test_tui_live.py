@@ -17,6 +17,7 @@ from devserve.tui.terminal import (
     Controls,
     Terminal,
     editor_command,
+    has_display,
     visible,
 )
 from devserve.tui.view import Size
@@ -178,3 +179,28 @@ def test_flush_after_the_loop_ended_restores_the_terminal() -> None:
     ui.flush()  # no loop is running: the run is over
     assert terminal.left == 1
     assert "/pending" in visible("".join(terminal.writes))
+
+
+def test_a_failing_frame_gives_the_terminal_back_once() -> None:
+    ui, terminal, _ = make_ui()
+
+    def broken() -> bool:
+        raise RuntimeError("bug")
+
+    ui.frame = broken  # type: ignore[method-assign]
+    ui._schedule = lambda: None  # type: ignore[method-assign]
+    ui._tick()
+    ui._tick()  # closed: nothing more
+    assert terminal.left == 1
+    assert sum("stopped drawing" in w for w in terminal.writes) == 1
+
+
+def test_browser_only_where_there_is_a_display() -> None:
+    assert has_display({}, "darwin")
+    assert has_display({}, "win32")
+    assert has_display({"DISPLAY": ":0"}, "linux")
+    assert has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert not has_display({}, "linux")
+    ui, _, _ = make_ui()  # environ has no DISPLAY: says so instead of starting lynx
+    ui.on_key("o")
+    assert "open http://127.0.0.1:8000 yourself" in str(ui.state.open_item)

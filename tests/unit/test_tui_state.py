@@ -15,6 +15,7 @@ from devserve.events import (
     StartupFailed,
     TracebackFrame,
     WorkerExited,
+    WorkerReady,
     WorkerStarted,
 )
 from devserve.tui.keys import Action, press
@@ -200,6 +201,8 @@ def test_phases_follow_the_lifecycle() -> None:
     assert state.phase is Phase.CRASHED
     state.apply(WorkerStarted(4, 11, "fork"), 3.1)
     assert state.phase is Phase.STARTING
+    state.apply(WorkerReady(4, 11, 30.0, is_broken=False), 3.2)
+    assert state.phase is Phase.SERVING
     items = state.take_all()
     assert any(isinstance(i, FailureBlock) for i in items)
     assert any(isinstance(i, NoticeLine) and "reloaded in 25 ms" in i.text for i in items)
