@@ -40,6 +40,7 @@ SUPERVISOR_SIDE = {
     "uimode",
     "outputpipe",
     "sockets",
+    "helptext",
     "config",
     "errors",
 }
