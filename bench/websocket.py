@@ -137,7 +137,12 @@ async def big_echoes(ws: ClientConnection) -> tuple[list[float], int]:
 
 
 def session_cpu_s(sid: int) -> float:
-    """Return the CPU time (user + system, seconds) used so far by session ``sid``'s processes."""
+    """Return the CPU time (user + system, seconds) used so far by session ``sid``'s processes.
+
+    ``sid`` 0 (the client run by hand, without ``--server-session``) counts nothing.
+    """
+    if sid <= 0:
+        return 0.0
     ticks = 0
     for pid in session_pids(sid):
         with contextlib.suppress(OSError):
