@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,11 +54,19 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def third_party_modules(modules: dict[str, Any], project_dirs: Iterable[str]) -> tuple[str, ...]:
-    """Names of imported modules that live outside every project directory."""
+def third_party_modules(
+    modules: dict[str, Any], project_dirs: Iterable[str], known: Container[str] = ()
+) -> tuple[str, ...]:
+    """Names of imported modules that live outside every project directory.
+
+    Names in `known` (the modules the worker started with: the fork server's preloads)
+    are left out, so the scan resolves only the paths of modules imported since.
+    """
     roots = tuple(str(Path(d).resolve()) + os.sep for d in project_dirs)
     names = []
     for name, module in list(modules.items()):
+        if name in known:
+            continue
         filename = getattr(module, "__file__", None)
         if not filename or name == "__main__" or name.startswith("devserve"):
             continue
@@ -72,14 +80,24 @@ def third_party_modules(modules: dict[str, Any], project_dirs: Iterable[str]) ->
 LATE_MODULES_REPORT_S = 2.0
 
 
-def report_modules(emit: Callable[[Event], None], project_dirs: Iterable[str]) -> None:
-    """Report third-party modules now, and again once first requests had time to run."""
+def report_modules(
+    emit: Callable[[Event], None], project_dirs: Iterable[str], known: Container[str]
+) -> None:
+    """Report third-party modules soon, and again once first requests had time to run.
+
+    Called when the worker is ready; the first report waits for the next loop iteration
+    so the ready event and the first requests go before it.
+    """
     dirs = tuple(project_dirs)
-    emit(ModulesLoaded(third_party_modules(sys.modules, dirs)))
+
+    def report() -> None:
+        names = third_party_modules(sys.modules, dirs, known)
+        if names:
+            emit(ModulesLoaded(names))
+
     loop = asyncio.get_running_loop()
-    loop.call_later(
-        LATE_MODULES_REPORT_S, lambda: emit(ModulesLoaded(third_party_modules(sys.modules, dirs)))
-    )
+    loop.call_soon(report)
+    loop.call_later(LATE_MODULES_REPORT_S, report)
 
 
 def failure_event(stage: str, exc: BaseException, project_dirs: Iterable[str]) -> StartupFailed:
@@ -154,6 +172,7 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
 
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
+    known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
     config = Config.from_json(handoff.config_json)
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender
@@ -180,7 +199,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         started_at=started_at,
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
-        on_ready=lambda: report_modules(emit, handoff.project_dirs),
+        on_ready=lambda: report_modules(emit, handoff.project_dirs, known_modules),
     )
     try:
         if config.env_file is not None:
