@@ -56,6 +56,7 @@ from devserve.policy import (
     WorkerReady,
 )
 from devserve.process import SpawnLauncher, WorkerProcess
+from devserve.regexcache import Pattern
 from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
 
@@ -75,8 +76,8 @@ class Launcher(Protocol):
         """Start one worker."""
         ...
 
-    def preload(self, names: list[str]) -> None:
-        """Learn which third-party modules the app uses."""
+    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
+        """Learn which third-party modules and regular expressions the app uses."""
         ...
 
     async def close(self) -> None:
@@ -255,8 +256,8 @@ class Supervisor:
             case StartupFailed():
                 self.broken.add(generation)
                 self.report(event)
-            case ModulesLoaded(names):
-                self.launcher.preload(list(names))
+            case ModulesLoaded(names, patterns):
+                self.launcher.preload(list(names), list(patterns))
             case ServerStopping():
                 if self.policy.phase is Phase.STOPPING:
                     self.report(event)

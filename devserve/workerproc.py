@@ -35,6 +35,7 @@ from devserve.envfile import apply_env, load_env_file
 from devserve.events import Event, ModulesLoaded, StartupFailed
 from devserve.handoff import Handoff
 from devserve.ipc import EventSender
+from devserve.regexcache import Pattern, cached_patterns, new_patterns
 from devserve.sockets import Listener
 from devserve.worker import Worker, loop_factory, run_coroutine
 
@@ -81,19 +82,24 @@ LATE_MODULES_REPORT_S = 2.0
 
 
 def report_modules(
-    emit: Callable[[Event], None], project_dirs: Iterable[str], known: Container[str]
+    emit: Callable[[Event], None],
+    project_dirs: Iterable[str],
+    known: Container[str],
+    known_patterns: Container[Pattern] = (),
 ) -> None:
-    """Report third-party modules soon, and again once first requests had time to run.
+    """Report third-party modules and compiled patterns soon, and again after first requests.
 
     Called when the worker is ready; the first report waits for the next loop iteration
-    so the ready event and the first requests go before it.
+    so the ready event and the first requests go before it. Only what is new since the
+    worker started (`known`, `known_patterns`) is reported.
     """
     dirs = tuple(project_dirs)
 
     def report() -> None:
         names = third_party_modules(sys.modules, dirs, known)
-        if names:
-            emit(ModulesLoaded(names))
+        patterns = new_patterns(known_patterns)
+        if names or patterns:
+            emit(ModulesLoaded(names, patterns))
 
     loop = asyncio.get_running_loop()
     loop.call_soon(report)
@@ -173,6 +179,7 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
     known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
+    known_patterns = frozenset(cached_patterns())
     config = Config.from_json(handoff.config_json)
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender
@@ -199,7 +206,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         started_at=started_at,
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
-        on_ready=lambda: report_modules(emit, handoff.project_dirs, known_modules),
+        on_ready=lambda: report_modules(emit, handoff.project_dirs, known_modules, known_patterns),
     )
     try:
         if config.env_file is not None:

@@ -27,6 +27,7 @@ SUPERVISOR_SIDE = {
     "handoff",
     "ipc",
     "events",
+    "regexcache",
     "watch",
     "watchplan",
     "contentindex",

@@ -98,6 +98,7 @@ EVENTS: list[Event] = [
     ),
     ModulesLoaded(names=("fastapi", "pydantic")),
     ModulesLoaded(names=()),
+    ModulesLoaded(names=("re",), patterns=(("s", "^/api/items$", 0), ("b", "\xff+", 2))),
     EventsDropped(count=7),
 ]
 
@@ -129,6 +130,15 @@ def test_round_trip_restores_tuples() -> None:
     loaded = from_wire(json.loads(json.dumps(to_wire(EVENTS[14]))))
     assert isinstance(loaded, ModulesLoaded)
     assert loaded.names == ("fastapi", "pydantic")
+    with_patterns = from_wire(json.loads(json.dumps(to_wire(EVENTS[16]))))
+    assert isinstance(with_patterns, ModulesLoaded)
+    assert with_patterns.patterns == (("s", "^/api/items$", 0), ("b", "\xff+", 2))
+
+
+@pytest.mark.parametrize("bad", [("x", "a", 0), ("s", b"a", 0), ("s", "a"), ("s", "a", True)])
+def test_modules_loaded_refuses_malformed_patterns(bad: tuple[object, ...]) -> None:
+    with pytest.raises(ValueError, match="triple"):
+        ModulesLoaded(names=(), patterns=(bad,))  # type: ignore[arg-type]
 
 
 def test_to_wire_does_not_mutate_event() -> None:
