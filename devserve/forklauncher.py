@@ -172,6 +172,11 @@ class ForkServerLauncher:
         self.patterns.update(dict.fromkeys(fresh))
         self._send({"op": "preload", "names": new, "patterns": fresh})
 
+    def prepare_next(self) -> None:
+        """A reload finished: have the next worker forked in advance (the spare)."""
+        if not self.is_disabled:
+            self._send({"op": "spare"})
+
     async def close(self) -> None:
         """Stop the fork server (its children are stopped by the supervisor)."""
         await self._stop_server()

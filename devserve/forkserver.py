@@ -11,10 +11,19 @@ directories slipped in through a third-party import; if either happened it repor
 culprit and exits, and the supervisor rebuilds it without that module (or falls back to
 spawning fresh interpreters, saying so).
 
+**The spare.** Forking a process this size costs milliseconds (page tables), and so do the
+child's first steps; a reload should not wait for them. When the supervisor says a reload
+finished (``spare``), the server forks the next worker in advance, once the new worker's
+first requests had `SPARE_DELAY_S` to go first. The spare waits, importing nothing, until
+the next ``fork`` hands it the generation (and its event pipe) over its own socket. A
+preload drops the spare (it would lack the new modules) and forks a fresh one; a spare
+whose socket closes (dropped, or the fork server gone) or whose parent pipe ends exits.
+
 Control messages are JSON lines; a ``fork`` request carries the worker's event-pipe
 descriptor as ancillary data (SCM_RIGHTS)::
 
     supervisor -> {"op": "fork", "handoff": "..."} + [events_fd]
+    supervisor -> {"op": "spare"}
     supervisor -> {"op": "preload", "names": [...], "patterns": [[kind, text, flags], ...]}
     server     -> {"op": "ready"} | {"op": "forked", "generation": g, "pid": p}
     server     -> {"op": "exited", "pid": p, "code": c}
@@ -25,6 +34,7 @@ descriptor as ancillary data (SCM_RIGHTS)::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import importlib
 import json
@@ -46,6 +56,12 @@ from devserve.workerproc import run as run_worker
 
 MAX_FDS = 4
 _CHUNK = 65536
+#: Seconds after the ``spare`` hint before the spare is forked (out of the way of the
+#: first requests to the worker that just became ready).
+SPARE_DELAY_S = 0.15
+#: What ``ps -o comm`` shows for a waiting spare (Linux; at most 15 bytes).
+SPARE_NAME = b"devserve-spare"
+_PR_SET_NAME = 15
 
 
 def send_message(
@@ -57,6 +73,39 @@ def send_message(
         socket.send_fds(sock, [data], fds)
     else:
         sock.sendall(data)
+
+
+def process_name() -> bytes:
+    """This process's short name (``/proc/self/comm``), or empty where there is none."""
+    try:
+        return Path("/proc/self/comm").read_bytes().strip()
+    except OSError:
+        return b""
+
+
+def set_process_name(name: bytes) -> None:
+    """Set this process's short name (Linux; no-op elsewhere or for an empty name)."""
+    if not name or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+
+
+def await_handoff(sock: socket.socket, parent_fd: int) -> Handoff | None:
+    """In a spare: wait for the generation to serve; None when told to go away."""
+    buffer, fds = b"", []
+    while b"\n" not in buffer:
+        readable, _, _ = select.select([sock.fileno(), parent_fd], [], [])
+        if parent_fd in readable:  # only ever readable at end-of-file: the supervisor died
+            return None
+        data, received, _, _ = socket.recv_fds(sock, _CHUNK, MAX_FDS)
+        fds.extend(received)
+        if not data:  # dropped, or the fork server is gone
+            return None
+        buffer += data
+    sock.close()
+    message = json.loads(buffer.split(b"\n", 1)[0])
+    return replace(Handoff.from_json(message["handoff"]), events_fd=fds[0])
 
 
 class ForkServer:
@@ -74,6 +123,10 @@ class ForkServer:
         self.project_roots = tuple(str(Path(d).resolve()) + os.sep for d in project_dirs)
         self.children: set[int] = set()
         self._checked: set[str] = set()  # modules known not to come from the project
+        self._spare: tuple[int, socket.socket] | None = None  # (pid, our end of its socket)
+        self._spare_at: float | None = None  # when to fork the next spare
+        self._wants_spare = False
+        self._unreported: set[int] = set()  # spares that exited without serving
         self._buffer = b""
         self._pending_fds: list[int] = []
         self._wake_r, self._wake_w = os.pipe()
@@ -87,7 +140,10 @@ class ForkServer:
         send_message(self.control, {"op": "ready"})
         while True:
             watched = [self.control.fileno(), self._wake_r, self.parent_fd]
-            readable, _, _ = select.select(watched, [], [])
+            timeout = None
+            if self._spare_at is not None:
+                timeout = max(0.0, self._spare_at - time.monotonic())
+            readable, _, _ = select.select(watched, [], [], timeout)
             if self.parent_fd in readable and not os.read(self.parent_fd, 1):
                 return 0
             if self._wake_r in readable:
@@ -96,6 +152,9 @@ class ForkServer:
                 self._reap()
             if self.control.fileno() in readable and not self._read_control():
                 return 0
+            if self._spare_at is not None and time.monotonic() >= self._spare_at:
+                self._spare_at = None
+                self._fork_spare()
 
     def _read_control(self) -> bool:
         data, fds, _, _ = socket.recv_fds(self.control, _CHUNK, MAX_FDS)
@@ -110,11 +169,78 @@ class ForkServer:
                 self._fork(Handoff.from_json(message["handoff"]), self._pending_fds.pop(0))
             elif message["op"] == "preload":
                 patterns = [(str(k), str(t), int(f)) for k, t, f in message.get("patterns", ())]
+                self._drop_spare()  # it would lack what is preloaded now
                 self._preload(message["names"], patterns)
+                self._arm_spare()
+            elif message["op"] == "spare":
+                self._wants_spare = True
+                self._arm_spare()
         return True
 
     def _fork(self, handoff: Handoff, events_fd: int) -> None:
-        handoff = replace(handoff, events_fd=events_fd)
+        pid = self._hand_to_spare(handoff, events_fd)
+        if pid is None:
+            pid = self._fork_worker(replace(handoff, events_fd=events_fd))
+        os.close(events_fd)
+        self.children.add(pid)
+        send_message(self.control, {"op": "forked", "generation": handoff.generation, "pid": pid})
+
+    def _hand_to_spare(self, handoff: Handoff, events_fd: int) -> int | None:
+        """Give the generation to the waiting spare; its pid, or None if there is none."""
+        spare, self._spare = self._spare, None
+        self._spare_at = None  # the next hint comes when this generation is ready
+        if spare is None:
+            return None
+        pid, sock = spare
+        try:
+            send_message(sock, {"op": "go", "handoff": handoff.to_json()}, [events_fd])
+        except OSError:  # it died meanwhile: fork as usual
+            self._unreported.add(pid)
+            return None
+        finally:
+            sock.close()
+        return pid
+
+    def _arm_spare(self) -> None:
+        if self._wants_spare and self._spare is None:
+            self._spare_at = time.monotonic() + SPARE_DELAY_S
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self._unreported.add(spare[0])
+            spare[1].close()  # end-of-file: it exits
+
+    def _fork_spare(self) -> None:
+        ours, theirs = socket.socketpair()
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:  # the spare: wait for a generation to serve
+            code = 1
+            try:
+                ours.close()
+                code = self._spare_main(theirs)
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        theirs.close()
+        self.children.add(pid)
+        self._spare = (pid, ours)
+
+    def _spare_main(self, sock: socket.socket) -> int:
+        """The spare's life: wait (named `SPARE_NAME`) for a generation, then serve it."""
+        self._become_worker()
+        name = process_name()
+        set_process_name(SPARE_NAME)
+        handoff = await_handoff(sock, self.parent_fd)
+        if handoff is None:
+            return 0
+        set_process_name(name)
+        return run_worker(handoff, started_at=time.monotonic())
+
+    def _fork_worker(self, handoff: Handoff) -> int:
         # Move everything preloaded out of the collector's reach: a child whose GC walks
         # the inherited heap touches (and so copies) every page of it after fork.
         gc.freeze()
@@ -129,9 +255,7 @@ class ForkServer:
                     sys.stdout.flush()
                     sys.stderr.flush()
                 os._exit(code)
-        os.close(events_fd)
-        self.children.add(pid)
-        send_message(self.control, {"op": "forked", "generation": handoff.generation, "pid": pid})
+        return pid
 
     def _become_worker(self) -> None:
         # No parent-death signal here: a worker must outlive a fork-server rebuild. It
@@ -152,6 +276,9 @@ class ForkServer:
             if pid == 0:
                 return
             self.children.discard(pid)
+            if pid in self._unreported:
+                self._unreported.discard(pid)
+                continue
             code = os.waitstatus_to_exitcode(status)
             send_message(self.control, {"op": "exited", "pid": pid, "code": code})
 

@@ -102,3 +102,6 @@ class SpawnLauncher:
 
     def preload(self, names: Sequence[str], patterns: Sequence[Pattern]) -> None:
         """Spawned workers preload nothing."""
+
+    def prepare_next(self) -> None:
+        """Nothing to prepare on the spawn path."""

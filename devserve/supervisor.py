@@ -80,6 +80,10 @@ class Launcher(Protocol):
         """Learn which third-party modules and regular expressions the app uses."""
         ...
 
+    def prepare_next(self) -> None:
+        """A reload finished: get ready for the next one."""
+        ...
+
     async def close(self) -> None:
         """Release what the launcher holds."""
         ...
@@ -192,7 +196,10 @@ class Supervisor:
                         self.workers[generation].kill()
                 case StartBackoff(delay_s, token):
                     asyncio.get_running_loop().call_later(delay_s, self.feed, BackoffElapsed(token))
-                case ReloadFinished() | WorkerCrashed():
+                case ReloadFinished():
+                    self._report_action(action)
+                    self.launcher.prepare_next()
+                case WorkerCrashed():
                     self._report_action(action)
                 case Finished():
                     self.finished.set()

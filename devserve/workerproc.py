@@ -76,8 +76,10 @@ def third_party_modules(
     return tuple(sorted(names))
 
 
-#: Seconds after ready when the worker reports its modules again: frameworks import more on
-#: their first requests (response classes, encoders), and the next worker should not.
+#: Seconds after ready when the worker reports its modules: soon (out of the way of the swap
+#: and the first requests, which the scan would delay), and again once frameworks imported
+#: more on their first requests (response classes, encoders): the next worker should not.
+EARLY_MODULES_REPORT_S = 0.1
 LATE_MODULES_REPORT_S = 2.0
 
 
@@ -89,9 +91,8 @@ def report_modules(
 ) -> None:
     """Report third-party modules and compiled patterns soon, and again after first requests.
 
-    Called when the worker is ready; the first report waits for the next loop iteration
-    so the ready event and the first requests go before it. Only what is new since the
-    worker started (`known`, `known_patterns`) is reported.
+    Called when the worker is ready. Only what is new since the worker started (`known`,
+    `known_patterns`) is reported.
     """
     dirs = tuple(project_dirs)
 
@@ -102,7 +103,7 @@ def report_modules(
             emit(ModulesLoaded(names, patterns))
 
     loop = asyncio.get_running_loop()
-    loop.call_soon(report)
+    loop.call_later(EARLY_MODULES_REPORT_S, report)
     loop.call_later(LATE_MODULES_REPORT_S, report)
 
 
