@@ -65,7 +65,7 @@ def bind(
             msg = f"--fd {fd} is not a usable socket: {exc.strerror or exc}"
             raise BindError(msg) from None
         sock.set_inheritable(True)
-        return Listener(sock, f"{scheme}://fd:{fd}", scheme == "https")
+        return Listener(sock, _url_of(sock, scheme) or f"{scheme}://fd:{fd}", scheme == "https")
     if uds is not None:
         return _bind_unix(uds, backlog, scheme)
     return _bind_tcp(host, port, backlog, scheme)
@@ -90,9 +90,20 @@ def _bind_tcp(host: str, port: int, backlog: int, scheme: str) -> Listener:
         sock.close()
         raise BindError(_bind_message(exc, host, port)) from None
     sock.set_inheritable(True)
-    bound_host, bound_port = sock.getsockname()[:2]
+    return Listener(sock, _url_of(sock, scheme) or f"{scheme}://{host}:{port}", scheme == "https")
+
+
+def _url_of(sock: socket.socket, scheme: str) -> str | None:
+    """The URL a bound socket answers on, read back from the socket (None if unknown)."""
+    try:
+        address = sock.getsockname()
+    except OSError:
+        return None
+    if sock.family == socket.AF_UNIX:
+        return f"{scheme}+unix://{address}" if isinstance(address, str) and address else None
+    bound_host, bound_port = address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return Listener(sock, f"{scheme}://{shown}:{bound_port}", scheme == "https")
+    return f"{scheme}://{shown}:{bound_port}"
 
 
 def _bind_message(exc: OSError, host: str, port: int) -> str:

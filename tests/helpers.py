@@ -184,7 +184,9 @@ class CLIProcess:
         return found[0]
 
 
-def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> CLIProcess:
+def start_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+) -> CLIProcess:
     """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})}
     full_env.pop("FORCE_COLOR", None)
@@ -197,6 +199,7 @@ def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> 
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     cli = CLIProcess(proc)
 

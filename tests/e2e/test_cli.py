@@ -18,6 +18,7 @@ from tests.helpers import (
     assert_no_children,
     has_open_connection,
     run_cli,
+    start_cli,
     start_server_cli,
     stop_cli,
     wait_until,
@@ -281,3 +282,18 @@ def test_bundled_examples_serve(tmp_path: Path) -> None:
         finally:
             assert stop_cli(cli) == 0
         assert_no_children(cli.proc.pid)
+
+
+def test_serves_an_inherited_socket_with_fd(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", HELLO)
+    outer = socket.create_server(("127.0.0.1", 0))
+    with outer:
+        port = outer.getsockname()[1]
+        cli = start_cli(
+            ["main:app", "--fd", str(outer.fileno())], tmp_path, pass_fds=(outer.fileno(),)
+        )
+        try:
+            cli.wait_for(rf"on http://127\.0\.0\.1:{port} ")
+            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "hello"
+        finally:
+            assert stop_cli(cli) == 0

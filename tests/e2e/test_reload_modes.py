@@ -1,0 +1,91 @@
+"""``--reload`` beyond the default: the restart strategy, a Unix socket, a crash loop."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.test_reload import (
+    RELOAD_ARGS,
+    app_source,
+    is_watching,
+    reap_group,
+    reaping_orphans,
+    reload_server,
+    wait_reloads,
+    wait_served,
+    write,
+)
+from tests.helpers import assert_no_children, run_cli, start_cli, stop_cli, wait_until
+
+# Dies 0.2 s after import: the worker reports ready, then exits, again and again.
+CRASHING = "import os, threading\nthreading.Timer(0.2, os._exit, (7,)).start()"
+
+
+def test_restart_strategy_serves_new_code_and_refuses_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", app_source("v1"))
+    with reload_server(tmp_path, "--reload-strategy", "restart") as cli:
+        wait_served(cli, 200, "v1")
+        write(tmp_path / "main.py", app_source("v2"))
+        statuses: list[int] = []
+
+        def new_code_served() -> bool:
+            # Connection refused would raise here: the socket stays bound across the gap.
+            response = httpx.get(cli.url, timeout=3)
+            statuses.append(response.status_code)
+            return response.text == "v2"
+
+        wait_until(new_code_served, 8, step_s=0.01)
+        assert set(statuses) == {200}
+        wait_reloads(cli, 1)
+
+
+def test_reload_over_a_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "dev.sock"
+    write(tmp_path / "main.py", app_source("v1"))
+    with reaping_orphans():
+        cli = start_cli(["main:app", *RELOAD_ARGS, "--uds", str(path)], tmp_path)
+        try:
+            cli.wait_for(re.escape(f"http+unix://{path}"))
+            wait_until(lambda: is_watching(cli.proc.pid), 5)
+            transport = httpx.HTTPTransport(uds=str(path))
+            with httpx.Client(transport=transport, base_url="http://devserve", timeout=3) as client:
+                assert client.get("/").text == "v1"
+                write(tmp_path / "main.py", app_source("v2"))
+                wait_until(lambda: client.get("/").text == "v2", 8, step_s=0.05)
+        finally:
+            code = stop_cli(cli)
+            reap_group(cli.proc.pid)
+            assert_no_children(cli.proc.pid)
+    assert code == 0, cli.output()
+
+
+def test_crash_loop_backs_off_and_a_fix_recovers(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", app_source("v1", prelude=CRASHING))
+    with reload_server(tmp_path) as cli:
+        cli.wait_for(r"stopped unexpectedly \(exit code 7\); restarting in", timeout_s=5)
+        window_s = 3.0
+        time.sleep(window_s)  # a fixed observation window, not synchronisation
+        crashes = sum("stopped unexpectedly" in line for line in list(cli.lines))
+        # Backoff 0.1 s doubling: within 3 s at most a handful of restarts, never a spin.
+        assert 2 <= crashes <= 6, cli.output()
+        delays = [float(m) for m in re.findall(r"restarting in ([0-9.]+) s", cli.output())]
+        assert delays == sorted(delays) and delays[-1] > delays[0], delays
+        write(tmp_path / "main.py", app_source("v2"))
+        wait_served(cli, 200, "v2")
+
+
+def test_port_already_in_use_under_reload_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", app_source("v1"))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli(["main:app", "--reload", "--port", str(port)], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"devserve: error: port {port} on 127.0.0.1 is already in use"
+        " (another server running? try --port)"
+    ]
