@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
 import uuid
 from pathlib import Path
 
-from devserve.forkserver import ForkServer
+from devserve.forkserver import ForkServer, copy_heap_pages
 from devserve.regexcache import cached_patterns
 
 
@@ -36,3 +37,15 @@ def test_preload_compiles_the_reported_patterns(tmp_path: Path) -> None:
             os.close(fd)
         ours.close()
         theirs.close()
+
+
+def test_copying_the_heap_pages_keeps_everything_frozen() -> None:
+    marker: list[int] = []  # tracked by the collector
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        copy_heap_pages()
+        assert gc.get_freeze_count() >= frozen  # still out of the collector's reach
+        assert all(obj is not marker for obj in gc.get_objects())  # frozen again
+    finally:
+        gc.unfreeze()
