@@ -9,7 +9,8 @@ control socket, a signal wake-up pipe (SIGCHLD) and the supervisor's parent pipe
 preloading it checks that no thread was started and that no module from the project
 directories slipped in through a third-party import; if either happened it reports the
 culprit and exits, and the supervisor rebuilds it without that module (or falls back to
-spawning fresh interpreters, saying so).
+spawning fresh interpreters, saying so). A fork request that arrives during a preload is
+served between two imports, never after the whole list.
 
 **The spare.** Forking a process this size costs milliseconds (page tables), and so do the
 child's first steps; a reload should not wait for them. When the supervisor says a reload
@@ -45,6 +46,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,7 @@ class ForkServer:
         self._unreported: set[int] = set()  # spares that exited without serving
         self._buffer = b""
         self._pending_fds: list[int] = []
+        self._inbox: deque[dict[str, Any]] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -152,8 +155,18 @@ class ForkServer:
         """Answer requests until the supervisor goes away; return the exit code."""
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+        signal.signal(signal.SIGTERM, _exit_on_signal)  # ... with SIGTERM: clean up first
         signal.set_wakeup_fd(self._wake_w)
         send_message(self.control, {"op": "ready"})
+        try:
+            return self._loop()
+        finally:
+            # The supervisor closes the channel, then sends SIGTERM: the second must not
+            # cut this cleanup short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self._end_spares()
+
+    def _loop(self) -> int:
         while True:
             watched = [self.control.fileno(), self._wake_r, self.parent_fd]
             timeout = None
@@ -173,25 +186,49 @@ class ForkServer:
                 self._fork_spare()
 
     def _read_control(self) -> bool:
+        """Carry out what the supervisor sent; False once it closed the channel."""
+        if not self._receive():
+            return False
+        while self._inbox:
+            self._dispatch(self._inbox.popleft())
+        return True
+
+    def _receive(self) -> bool:
         data, fds, _, _ = socket.recv_fds(self.control, _CHUNK, MAX_FDS)
         if not data:
             return False
         self._buffer += data
-        self._pending_fds.extend(fds)
+        self._pending_fds.extend(fds)  # one per fork request, in order
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
-            message = json.loads(line)
-            if message["op"] == "fork":
-                self._fork(Handoff.from_json(message["handoff"]), self._pending_fds.pop(0))
-            elif message["op"] == "preload":
-                patterns = [(str(k), str(t), int(f)) for k, t, f in message.get("patterns", ())]
-                self._drop_spare()  # it would lack what is preloaded now
-                self._preload(message["names"], patterns)
-                self._arm_spare()
-            elif message["op"] == "spare":
-                self._wants_spare = True
-                self._arm_spare()
+            self._inbox.append(json.loads(line))
         return True
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message["op"] == "fork":
+            self._fork(Handoff.from_json(message["handoff"]), self._pending_fds.pop(0))
+        elif message["op"] == "preload":
+            patterns = [(str(k), str(t), int(f)) for k, t, f in message.get("patterns", ())]
+            self._drop_spare()  # it would lack what is preloaded now
+            self._preload(message["names"], patterns)
+            self._arm_spare()
+        elif message["op"] == "spare":
+            self._wants_spare = True
+            self._arm_spare()
+
+    def _fork_if_asked(self) -> None:
+        """Between two preloaded imports, serve a fork request that came meanwhile.
+
+        Preloading a FastAPI app's 250 modules takes half a second of CPU, seconds on a
+        busy machine: a save must not wait for it (nor time out waiting, which would
+        give up the fork server for the session). The worker then imports the rest itself.
+        """
+        readable, _, _ = select.select([self.control.fileno()], [], [], 0)
+        if readable and not self._receive():
+            return  # end-of-file: the main loop sees it next
+        for message in [m for m in self._inbox if m["op"] == "fork"]:
+            self._inbox.remove(message)
+            self._dispatch(message)
 
     def _fork(self, handoff: Handoff, events_fd: int) -> None:
         pid = self._hand_to_spare(handoff, events_fd)
@@ -220,6 +257,17 @@ class ForkServer:
     def _arm_spare(self) -> None:
         if self._wants_spare and self._spare is None:
             self._spare_at = time.monotonic() + SPARE_DELAY_S
+
+    def _end_spares(self) -> None:
+        """Kill and reap every spare not serving yet: none may outlive this server."""
+        self._drop_spare()
+        for pid in sorted(self._unreported):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self.children.discard(pid)
+        self._unreported.clear()
 
     def _drop_spare(self) -> None:
         spare, self._spare = self._spare, None
@@ -280,6 +328,7 @@ class ForkServer:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor's SIGTERM stops workers
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         self.control.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -311,6 +360,7 @@ class ForkServer:
             if reason is not None:
                 send_message(self.control, {"op": "untrusted", "culprit": name, "reason": reason})
                 raise SystemExit(0)
+            self._fork_if_asked()
         # After the imports: a pattern compiles without running any code, project or not.
         compiled = compile_patterns(patterns)
         send_message(self.control, {"op": "preloaded", "count": count, "patterns": compiled})
@@ -328,6 +378,10 @@ class ForkServer:
                 return f"preloading imported project module {name!r}"
             self._checked.add(name)
         return None
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:
