@@ -38,6 +38,7 @@ WS_MODES: tuple[WSMode, ...] = ("auto", "none", "wsproto", "websockets")
 LOOP_NAMES: tuple[LoopName, ...] = ("auto", "asyncio", "uvloop")
 LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
 LOG_LEVELS: tuple[LogLevel, ...] = ("critical", "error", "warning", "info", "debug", "trace")
+UI_MODES: tuple[UIMode, ...] = ("auto", "tui", "plain", "json")
 
 MAX_PORT = 65535
 #: Graceful-shutdown bound when the user gave none: long enough for a slow request,
@@ -69,6 +70,7 @@ class Config:
     log_level: LogLevel = "info"
     access_log: bool = True
     ui: UIMode = "auto"
+    slow_ms: float = 500.0
     proxy_headers: bool = True
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     root_path: str = ""
@@ -206,6 +208,8 @@ def _value_problems(config: Config) -> list[tuple[str, str]]:
             f"must be at least {_MIN_HEAD_BYTES} bytes",
         ),
         ("max_header_count", config.max_header_count >= 1, "must be at least 1"),
+        ("ui", config.ui in UI_MODES, f"is not one of {', '.join(UI_MODES)}"),
+        ("slow_ms", config.slow_ms > 0, "must be a positive number of milliseconds"),
         ("ws", config.ws in WS_MODES, f"is not one of {', '.join(WS_MODES)}"),
         ("reload_strategy", config.reload_strategy in RELOAD_STRATEGIES, "is not swap or restart"),
         ("reload_delay_s", config.reload_delay_s >= 0, "must not be negative"),

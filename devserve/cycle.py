@@ -11,7 +11,9 @@ one write), runs the app inside the worker's one broad catch, and reports
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devserve.events import AppErrored, RequestCompleted, TracebackFrame
@@ -65,7 +67,7 @@ class RequestCycle:
         )
         self.sent_continue = False
         self.is_body_delivered = False
-        self.started_at = protocol.loop.time()
+        self.started_at = time.perf_counter()  # uvloop's loop.time() counts whole ms
         self.is_head = scope["method"] == "HEAD"
         self.body = bytearray()
         self.more_body = True
@@ -222,7 +224,7 @@ class RequestCycle:
                 method=scope["method"],
                 path=scope["path"],
                 status=self.status,
-                duration_ms=(self.protocol.loop.time() - self.started_at) * 1000.0,
+                duration_ms=(time.perf_counter() - self.started_at) * 1000.0,
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
                 client=f"{client[0]}:{client[1]}" if client else "-",
@@ -274,6 +276,19 @@ class RequestCycle:
         emit(error_event(exc, self.scope["method"], self.scope["path"], self.is_started))
 
 
+_DEVSERVE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _is_user_file(filename: str) -> bool:
+    """Not the standard library, an installed package or devserve itself."""
+    return not (
+        "site-packages" in filename
+        or "/lib/python" in filename
+        or filename.startswith(_DEVSERVE_DIR)
+        or filename.startswith("<frozen ")
+    )
+
+
 def error_event(exc: BaseException, method: str, path: str, response_started: bool) -> AppErrored:
     """Describe an application exception as an `AppErrored` event."""
     frames = tuple(
@@ -282,7 +297,7 @@ def error_event(exc: BaseException, method: str, path: str, response_started: bo
             lineno=f.lineno or 0,
             name=f.name,
             line=f.line or "",
-            is_user_code="site-packages" not in f.filename and "/lib/python" not in f.filename,
+            is_user_code=_is_user_file(f.filename),
         )
         for f in traceback.extract_tb(exc.__traceback__)
     )

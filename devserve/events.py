@@ -6,6 +6,13 @@ mypy flags an unhandled kind. `to_wire` / `from_wire` turn an event into a JSON-
 tagged with its class name and back; framing of those dicts is `devserve.ipc`'s job.
 
 In single-process mode the same events feed the access log directly.
+
+*Supervisor-local* events (`WorkerStarted`, `WorkerReady`, `WorkerDraining`,
+`WorkerExited`, `ChangeDetected`, `ReloadFinished`, `AppOutput`) are facts only the
+supervisor knows: about worker processes as a whole, the watcher and the workers' output
+pipes. They never cross the wire, but they are part of the same `Event` union so every
+output (plain, json, the dashboard) and the statistics see one stream of facts.
+`AppOutput` is also made in single-process mode, when the app's output is captured.
 """
 
 from __future__ import annotations
@@ -162,6 +169,105 @@ class EventsDropped:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerStarted:
+    """Supervisor-local: a worker generation's process exists; it is not serving yet.
+
+    ``strategy`` says how it started: ``"fork"`` (from the preloaded fork server) or
+    ``"spawn"`` (a fresh interpreter).
+    """
+
+    generation: int
+    pid: int
+    strategy: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    """Supervisor-local: generation ``generation`` accepts connections.
+
+    ``startup_ms`` runs from the worker process starting (or being forked) to accepting.
+    ``is_broken``: its app failed to import or start, and it serves the error instead.
+    """
+
+    generation: int
+    pid: int
+    startup_ms: float
+    is_broken: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDraining:
+    """Supervisor-local: generation ``generation`` was told to finish its requests and exit.
+
+    ``reason`` is ``"reload"`` (newer code replaces it) or ``"stop"`` (devserve is stopping).
+    """
+
+    generation: int
+    pid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerExited:
+    """Supervisor-local: a worker process ended.
+
+    Exactly one of ``code`` (its exit status) and ``signal`` (the name of the signal that
+    killed it, e.g. ``"SIGKILL"``) is set. ``is_expected``: it had been told to stop.
+    ``retry_in_s``: an unexpected exit is retried after this backoff (None: not retried,
+    another generation is serving).
+    """
+
+    generation: int
+    pid: int
+    code: int | None
+    signal: str | None
+    is_expected: bool
+    retry_in_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDetected:
+    """Supervisor-local: watched files changed (empty ``files``: a reload was asked for)."""
+
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadFinished:
+    """Supervisor-local: a reload completed, new code is live (or its failure is served).
+
+    ``duration_ms`` runs from the change being detected to the new worker being ready.
+    ``files`` are the changed paths (empty: asked for, or a restart after a crash).
+    ``strategy`` is ``"swap"`` or ``"restart"``; ``start_method`` ``"fork"`` or ``"spawn"``.
+    ``ok`` is False when the new code failed to import or start.
+    """
+
+    generation: int
+    duration_ms: float
+    files: tuple[str, ...]
+    strategy: str
+    start_method: str
+    ok: bool
+
+    def __post_init__(self) -> None:
+        if self.duration_ms < 0:
+            msg = "duration_ms must be >= 0"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class AppOutput:
+    """One line the app wrote to ``stream`` (``"stdout"`` or ``"stderr"``), newline removed.
+
+    ``generation`` is the worker generation that wrote it (None in single-process mode).
+    """
+
+    stream: str
+    line: str
+    generation: int | None = None
+
+
 Event: TypeAlias = (
     ServerStarted
     | RequestCompleted
@@ -173,6 +279,24 @@ Event: TypeAlias = (
     | StartupFailed
     | ModulesLoaded
     | EventsDropped
+    | WorkerStarted
+    | WorkerReady
+    | WorkerDraining
+    | WorkerExited
+    | ChangeDetected
+    | ReloadFinished
+    | AppOutput
+)
+
+#: The kinds only the supervisor makes; they never cross the worker -> supervisor wire.
+SUPERVISOR_LOCAL: tuple[type[Any], ...] = (
+    WorkerStarted,
+    WorkerReady,
+    WorkerDraining,
+    WorkerExited,
+    ChangeDetected,
+    ReloadFinished,
+    AppOutput,
 )
 
 _KINDS: Mapping[str, type[Any]] = MappingProxyType(
@@ -189,7 +313,24 @@ _KINDS: Mapping[str, type[Any]] = MappingProxyType(
             StartupFailed,
             ModulesLoaded,
             EventsDropped,
+            WorkerStarted,
+            WorkerReady,
+            WorkerDraining,
+            WorkerExited,
+            ChangeDetected,
+            ReloadFinished,
+            AppOutput,
         )
+    }
+)
+
+
+_TUPLE_FIELDS: Mapping[type[Any], tuple[str, ...]] = MappingProxyType(
+    {
+        ServerStarted: ("urls",),
+        ModulesLoaded: ("names",),
+        ChangeDetected: ("files",),
+        ReloadFinished: ("files",),
     }
 )
 
@@ -215,10 +356,9 @@ def from_wire(wire: Mapping[str, Any]) -> Event:
     try:
         if kind is AppErrored:
             data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
-        if kind is ServerStarted:
-            data["urls"] = tuple(data["urls"])
+        for name in _TUPLE_FIELDS.get(kind, ()):  # JSON has arrays, events hold tuples
+            data[name] = tuple(data[name])
         if kind is ModulesLoaded:
-            data["names"] = tuple(data["names"])
             data["patterns"] = tuple(tuple(p) for p in data.get("patterns", ()))
         if kind is WebSocketOpened and data["client"] is not None:
             data["client"] = tuple(data["client"])

@@ -31,6 +31,11 @@ from devserve.regexcache import Pattern
 MAX_REBUILDS = 3
 START_TIMEOUT_S = 10.0
 FORK_TIMEOUT_S = 5.0
+_STDERR_FD = 2
+#: How long after a forked worker is gone its fork server's "exited" message (the real exit
+#: code) may take; a loaded machine needs far more than the usual millisecond. Past it the
+#: code is reported as unknown (-1).
+EXIT_MESSAGE_WAIT_S = 2.0
 
 
 class ForkServerLauncher:
@@ -42,6 +47,9 @@ class ForkServerLauncher:
         parent_fd: the read end of the supervisor's parent pipe.
         project_dirs: the watched directories (never preloaded).
         report: where to say what happened.
+        is_stdout_captured: workers' output is captured (``--ui json``/``tui``): the fork
+            server's own stdout (what a preloaded module prints) goes to stderr, so stdout
+            stays the supervisor's alone.
     """
 
     def __init__(
@@ -51,8 +59,10 @@ class ForkServerLauncher:
         parent_fd: int,
         project_dirs: Sequence[str],
         report: Callable[[Event], None],
+        is_stdout_captured: bool = False,
     ) -> None:
         self.inherit_fds = list(inherit_fds)
+        self.is_stdout_captured = is_stdout_captured
         self.parent_fd = parent_fd
         self.project_dirs = list(project_dirs)
         self.report = report
@@ -89,6 +99,7 @@ class ForkServerLauncher:
             json.dumps(self.project_dirs),
             pass_fds=(theirs.fileno(), *self.inherit_fds),
             stdin=asyncio.subprocess.DEVNULL,
+            stdout=_STDERR_FD if self.is_stdout_captured else None,
         )
         theirs.close()
         ours.setblocking(False)
@@ -120,7 +131,8 @@ class ForkServerLauncher:
         self._forks[handoff.generation] = forked
         try:
             message = json.dumps({"op": "fork", "handoff": handoff.to_json()}).encode() + b"\n"
-            socket.send_fds(self._sock, [message], [handoff.events_fd])
+            fds = [handoff.events_fd, *(handoff.output_fds or ())]
+            socket.send_fds(self._sock, [message], fds)
             pid = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError, ConnectionError):
             self._forks.pop(handoff.generation, None)
@@ -157,7 +169,7 @@ class ForkServerLauncher:
                 reaped, status = os.waitpid(pid, os.WNOHANG)
                 if reaped == pid and not exited.done():
                     exited.set_result(os.waitstatus_to_exitcode(status))
-            loop.call_later(0.2, unknown_code)
+            loop.call_later(EXIT_MESSAGE_WAIT_S, unknown_code)
 
         loop.add_reader(pidfd, gone)
 

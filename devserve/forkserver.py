@@ -21,7 +21,8 @@ preload drops the spare (it would lack the new modules) and forks a fresh one; a
 whose socket closes (dropped, or the fork server gone) or whose parent pipe ends exits.
 
 Control messages are JSON lines; a ``fork`` request carries the worker's event-pipe
-descriptor as ancillary data (SCM_RIGHTS)::
+descriptor (and, when the supervisor captures output, its stdout and stderr pipes) as
+ancillary data (SCM_RIGHTS); ``go`` hands them on to the spare the same way::
 
     supervisor -> {"op": "fork", "handoff": "..."} + [events_fd]
     supervisor -> {"op": "spare"}
@@ -35,7 +36,6 @@ descriptor as ancillary data (SCM_RIGHTS)::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -46,24 +46,29 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from devserve.handoff import Handoff
 from devserve.regexcache import Pattern, compile_patterns
+from devserve.spare import (
+    CHUNK,
+    MAX_FDS,
+    SPARE_NAME,
+    await_handoff,
+    copy_heap_pages,
+    process_name,
+    set_process_name,
+    with_fds,
+)
 from devserve.workerproc import die_with_parent
 from devserve.workerproc import run as run_worker
 
-MAX_FDS = 4
-_CHUNK = 65536
 #: Seconds after the ``spare`` hint before the spare is forked (out of the way of the
 #: first requests to the worker that just became ready).
 SPARE_DELAY_S = 0.15
-#: What ``ps -o comm`` shows for a waiting spare (Linux; at most 15 bytes).
-SPARE_NAME = b"devserve-spare"
-_PR_SET_NAME = 15
 
 
 def send_message(
@@ -75,55 +80,6 @@ def send_message(
         socket.send_fds(sock, [data], fds)
     else:
         sock.sendall(data)
-
-
-def process_name() -> bytes:
-    """This process's short name (``/proc/self/comm``), or empty where there is none."""
-    try:
-        return Path("/proc/self/comm").read_bytes().strip()
-    except OSError:
-        return b""
-
-
-def set_process_name(name: bytes) -> None:
-    """Set this process's short name (Linux; no-op elsewhere or for an empty name)."""
-    if not name or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
-
-
-def copy_heap_pages() -> None:
-    """Take this process's own copy of the pages holding the inherited objects, now.
-
-    A forked child shares the parent's pages until it writes to one; every write (a
-    reference count going up when user code looks up ``fastapi.FastAPI``...) then costs a
-    page fault and a copy. A spare has time to spare: taking a reference to every tracked
-    object copies those pages before the save instead of during the import (2250 -> 850
-    faults importing the reload bench's FastAPI app, about 5 ms of CPU; about 15 MB more
-    private memory in the worker).
-    """
-    gc.unfreeze()
-    objects = gc.get_objects()
-    del objects
-    gc.freeze()
-
-
-def await_handoff(sock: socket.socket, parent_fd: int) -> Handoff | None:
-    """In a spare: wait for the generation to serve; None when told to go away."""
-    buffer, fds = b"", []
-    while b"\n" not in buffer:
-        readable, _, _ = select.select([sock.fileno(), parent_fd], [], [])
-        if parent_fd in readable:  # only ever readable at end-of-file: the supervisor died
-            return None
-        data, received, _, _ = socket.recv_fds(sock, _CHUNK, MAX_FDS)
-        fds.extend(received)
-        if not data:  # dropped, or the fork server is gone
-            return None
-        buffer += data
-    sock.close()
-    message = json.loads(buffer.split(b"\n", 1)[0])
-    return replace(Handoff.from_json(message["handoff"]), events_fd=fds[0])
 
 
 class ForkServer:
@@ -194,11 +150,11 @@ class ForkServer:
         return True
 
     def _receive(self) -> bool:
-        data, fds, _, _ = socket.recv_fds(self.control, _CHUNK, MAX_FDS)
+        data, fds, _, _ = socket.recv_fds(self.control, CHUNK, MAX_FDS)
         if not data:
             return False
         self._buffer += data
-        self._pending_fds.extend(fds)  # one per fork request, in order
+        self._pending_fds.extend(fds)  # those of each fork request, in order
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
             self._inbox.append(json.loads(line))
@@ -206,7 +162,10 @@ class ForkServer:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message["op"] == "fork":
-            self._fork(Handoff.from_json(message["handoff"]), self._pending_fds.pop(0))
+            handoff = Handoff.from_json(message["handoff"])
+            count = 3 if handoff.output_fds else 1
+            fds, self._pending_fds = self._pending_fds[:count], self._pending_fds[count:]
+            self._fork(handoff, fds)
         elif message["op"] == "preload":
             patterns = [(str(k), str(t), int(f)) for k, t, f in message.get("patterns", ())]
             self._drop_spare()  # it would lack what is preloaded now
@@ -230,15 +189,17 @@ class ForkServer:
             self._inbox.remove(message)
             self._dispatch(message)
 
-    def _fork(self, handoff: Handoff, events_fd: int) -> None:
-        pid = self._hand_to_spare(handoff, events_fd)
+    def _fork(self, handoff: Handoff, fds: list[int]) -> None:
+        """Start a worker for `handoff` with `fds`: its event pipe, then its output pipes."""
+        pid = self._hand_to_spare(handoff, fds)
         if pid is None:
-            pid = self._fork_worker(replace(handoff, events_fd=events_fd))
-        os.close(events_fd)
+            pid = self._fork_worker(with_fds(handoff, fds))
+        for fd in fds:
+            os.close(fd)
         self.children.add(pid)
         send_message(self.control, {"op": "forked", "generation": handoff.generation, "pid": pid})
 
-    def _hand_to_spare(self, handoff: Handoff, events_fd: int) -> int | None:
+    def _hand_to_spare(self, handoff: Handoff, fds: list[int]) -> int | None:
         """Give the generation to the waiting spare; its pid, or None if there is none."""
         spare, self._spare = self._spare, None
         self._spare_at = None  # the next hint comes when this generation is ready
@@ -246,7 +207,7 @@ class ForkServer:
             return None
         pid, sock = spare
         try:
-            send_message(sock, {"op": "go", "handoff": handoff.to_json()}, [events_fd])
+            send_message(sock, {"op": "go", "handoff": handoff.to_json()}, fds)
         except OSError:  # it died meanwhile: fork as usual
             self._unreported.add(pid)
             return None
@@ -284,6 +245,8 @@ class ForkServer:
             try:
                 ours.close()
                 code = self._spare_main(theirs)
+            except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
+                traceback.print_exc()
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()
@@ -315,6 +278,8 @@ class ForkServer:
             try:
                 self._become_worker()
                 code = run_worker(handoff, started_at=time.monotonic())
+            except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
+                traceback.print_exc()
             finally:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()

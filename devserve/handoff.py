@@ -2,6 +2,9 @@
 
 Kept apart from the worker so the supervisor can build it without importing the server.
 
+``output_fds`` (stdout, stderr), when set, are pipes the worker moves onto descriptors 1
+and 2, so the app's output reaches the supervisor line by line (`devserve.outputpipe`).
+
 ``tls`` names the certificate and key; ``tls_listen_fds`` says which listening sockets
 serve TLS with them (with ``--https-port`` one port stays plain). When the builder leaves
 it out, it is read from the URLs: an ``https`` URL is a TLS listener.
@@ -26,6 +29,7 @@ class Handoff:
     project_dirs: tuple[str, ...]
     tls: tuple[str, str] | None = None
     tls_listen_fds: tuple[int, ...] | None = None
+    output_fds: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         """Fill `tls_listen_fds` from the URL schemes when it was not given."""
@@ -53,6 +57,7 @@ class Handoff:
                 "project_dirs": list(self.project_dirs),
                 "tls": list(self.tls) if self.tls else None,
                 "tls_listen_fds": list(self.tls_listen_fds or ()),
+                "output_fds": list(self.output_fds) if self.output_fds else None,
             }
         )
 
@@ -61,6 +66,7 @@ class Handoff:
         """Inverse of `to_json`."""
         raw = json.loads(text)
         tls = raw.get("tls")
+        output = raw.get("output_fds")
         return cls(
             config_json=raw["config_json"],
             listen_fds=tuple(raw["listen_fds"]),
@@ -71,4 +77,5 @@ class Handoff:
             project_dirs=tuple(raw["project_dirs"]),
             tls=(tls[0], tls[1]) if tls else None,
             tls_listen_fds=tuple(raw["tls_listen_fds"]) if "tls_listen_fds" in raw else None,
+            output_fds=(output[0], output[1]) if output else None,
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, WS_MODES
+from devserve.config import LIFESPAN_MODES, LOG_LEVELS, LOOP_NAMES, UI_MODES, WS_MODES
 
 ENV_PREFIX = "DEVSERVE_"
 
@@ -160,6 +160,21 @@ OPTIONS = [
         help="Server log level.",
     ),
     _opt("--access-log/--no-access-log", default=True, show_default=True, help="Log each request."),
+    _opt(
+        "--ui",
+        type=click.Choice(UI_MODES),
+        default="auto",
+        show_default=True,
+        help="Output: tui (live dashboard), plain (log lines), json (one object per line); "
+        "auto: tui on an interactive terminal (TERM not dumb, CI unset), else plain.",
+    ),
+    _opt(
+        "--slow-ms",
+        type=float,
+        default=500.0,
+        show_default=True,
+        help="Mark requests slower than this many milliseconds.",
+    ),
     _opt("--use-colors/--no-use-colors", default=None, help="Force colored output on or off."),
     _opt(
         "--proxy-headers/--no-proxy-headers",

@@ -11,11 +11,11 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from devserve.accesslog import LineReporter, reporter_for
 from devserve.config import Config
 from devserve.errors import CertificateError
 from devserve.events import LogLine
 from devserve.mounts import decide_polling
+from devserve.reporting import Session, open_session
 from devserve.sockets import bind_listeners, prepare_tls
 from devserve.supervisor import Supervisor
 from devserve.watch import ChangeBatch, WatchSettings, watch_changes
@@ -50,7 +50,7 @@ def watch_settings(config: Config) -> WatchSettings:
 
 
 async def _batches(
-    settings: WatchSettings, stop: asyncio.Event, report: LineReporter
+    settings: WatchSettings, stop: asyncio.Event, report: Session
 ) -> AsyncIterator[ChangeBatch]:
     polling = decide_polling(settings)
     if polling.should_poll:
@@ -61,7 +61,7 @@ async def _batches(
 
 def run_reload(config: Config, environ: Mapping[str, str]) -> int:
     """Run the supervisor for `config`; return the exit code."""
-    reporter = reporter_for(config, environ)
+    reporter = open_session(config, environ, is_batched=True)
     try:
         tls = prepare_tls(config, reporter)  # once: workers only load the files
     except CertificateError as exc:
@@ -78,6 +78,7 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
             changes=_batches(settings, stop, reporter),
             report=reporter,
             tls=tls,
+            capture_output=reporter.captures_output,
         )
         try:
             return await supervisor.run()
@@ -87,6 +88,6 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
     try:
         return asyncio.run(main())
     finally:
-        reporter.flush()
+        reporter.close()
         for listener in listeners:
             listener.sock.close()

@@ -8,7 +8,11 @@ It is a thin shell around `devserve.policy.ReloadPolicy`: inputs come from the w
 (`FilesChanged`), from workers' event channels (`WorkerReady` when one reports
 `ServerStarted`), from process exits (`WorkerExited`), from signals (`StopRequested`;
 SIGHUP reloads) and from backoff timers; the policy answers with actions the supervisor
-carries out. Worker events (requests, errors) go to the reporter.
+carries out. Worker events (requests, errors) go to the reporter, and so do the
+supervisor-local lifecycle facts (`devserve.events.WorkerStarted`, ``WorkerReady``,
+``WorkerDraining``, ``WorkerExited``, ``ChangeDetected``, ``ReloadFinished``), so every
+output mode and the statistics see the same events. With ``capture_output`` each worker's
+stdout and stderr come back through pipes as ``AppOutput`` events (`devserve.outputpipe`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import os
 import signal
 import sys
@@ -24,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
+from devserve import events as ev
 from devserve.config import Config
 from devserve.events import (
     Event,
@@ -36,6 +42,7 @@ from devserve.events import (
 from devserve.forklauncher import ForkServerLauncher
 from devserve.handoff import Handoff
 from devserve.ipc import EventReceiver
+from devserve.outputpipe import OutputPipes
 from devserve.policy import (
     Action,
     BackoffElapsed,
@@ -62,6 +69,8 @@ from devserve.watch import ChangeBatch
 
 Reporter = Callable[[Event], None]
 _PR_SET_CHILD_SUBREAPER = 36
+#: Longest wait, after a worker exited, for the end of its event and output pipes.
+EXIT_DRAIN_S = 0.5
 
 
 class Launcher(Protocol):
@@ -100,6 +109,8 @@ class Supervisor:
         launcher: how workers start (default: spawn a fresh interpreter).
         tls: (certfile, keyfile) for workers to serve, or None.
         clock: monotonic seconds.
+        capture_output: read workers' stdout/stderr through pipes and report each line as
+            an ``AppOutput`` event (else they write to the inherited terminal).
     """
 
     def __init__(
@@ -112,8 +123,10 @@ class Supervisor:
         launcher: Launcher | None = None,
         tls: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        capture_output: bool = False,
     ) -> None:
         self.config = config
+        self.capture_output = capture_output
         self.listeners = listeners
         self.changes = changes
         self.report = report
@@ -131,6 +144,7 @@ class Supervisor:
         self.broken: set[int] = set()
         self.terminated_early: set[int] = set()
         self.finished = asyncio.Event()
+        self._early: dict[int, list[Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _default_launcher(self) -> Launcher:
@@ -144,6 +158,7 @@ class Supervisor:
             parent_fd=self._parent_read,
             project_dirs=self.project_dirs,
             report=self.report,
+            is_stdout_captured=self.capture_output,
         )
 
     async def run(self) -> int:
@@ -175,6 +190,8 @@ class Supervisor:
 
     def reload_now(self) -> None:
         """Reload without a file change (SIGHUP, the `r` key)."""
+        if self.policy.phase is not Phase.DONE:
+            self.report(ev.ChangeDetected(()))
         self.feed(FilesChanged((), self.clock()))
 
     def feed(self, event: Input) -> None:
@@ -197,10 +214,10 @@ class Supervisor:
                 case StartBackoff(delay_s, token):
                     asyncio.get_running_loop().call_later(delay_s, self.feed, BackoffElapsed(token))
                 case ReloadFinished():
-                    self._report_action(action)
+                    self._report_reload(action)
                     self.launcher.prepare_next()
                 case WorkerCrashed():
-                    self._report_action(action)
+                    pass  # reported with the exit, as a WorkerExited event
                 case Finished():
                     self.finished.set()
 
@@ -219,46 +236,105 @@ class Supervisor:
             project_dirs=self.project_dirs,
             tls=self.tls,
         )
+        pipes = OutputPipes(generation, self.report) if self.capture_output else None
+        if pipes is not None:
+            handoff = dataclasses.replace(handoff, output_fds=pipes.write_fds)
+        channel_closed = asyncio.Event()
         EventReceiver(
             read_fd,
             on_event=lambda event: self._on_worker_event(generation, event),
-            on_close=lambda: None,
+            on_close=channel_closed.set,
         )
+        drained = [channel_closed] if pipes is None else [channel_closed, pipes.closed]
+        pass_fds = [*listen_fds, write_fd, self._parent_read, *(handoff.output_fds or ())]
+        self._early[generation] = []  # until it is known to have started (see WorkerStarted)
         try:
-            worker = await self.launcher.launch(handoff, [*listen_fds, write_fd, self._parent_read])
+            worker = await self.launcher.launch(handoff, pass_fds)
         except OSError as exc:
             os.close(write_fd)
+            if pipes is not None:
+                pipes.close()
+            self._early.pop(generation, None)
             self.report(LogLine("error", f"could not start a worker: {exc}"))
-            self.feed(WorkerExited(generation, -1))
+            self._exited(generation, -1, -1)
             return
         os.close(write_fd)
+        if pipes is not None:
+            pipes.start()
         self.workers[generation] = worker
-        worker.exited.add_done_callback(lambda f: self._on_exit(generation, f))
+        self.report(ev.WorkerStarted(generation, worker.pid, worker.strategy))
+        for event in self._early.pop(generation, []):
+            self._on_worker_event(generation, event)
+        worker.exited.add_done_callback(lambda f: self._on_exit(generation, worker.pid, f, drained))
         if generation in self.terminated_early:
-            worker.terminate(self.config.graceful_s)
+            self.terminated_early.discard(generation)
+            self._terminate(generation)  # superseded (or stopped) while it was starting
 
     def _terminate(self, generation: int) -> None:
         worker = self.workers.get(generation)
         if worker is None:
             self.terminated_early.add(generation)
             return
+        reason = "stop" if self.policy.phase in {Phase.STOPPING, Phase.DONE} else "reload"
+        self.report(ev.WorkerDraining(generation, worker.pid, reason))
         worker.terminate(self.config.graceful_s)
 
-    def _on_exit(self, generation: int, future: asyncio.Future[int]) -> None:
+    def _on_exit(
+        self, generation: int, pid: int, future: asyncio.Future[int], drained: list[asyncio.Event]
+    ) -> None:
         worker = self.workers.pop(generation, None)
         if worker is not None:
             worker.forget_timer()
         self.broken.discard(generation)
         self.terminated_early.discard(generation)
         code = future.result() if not future.cancelled() else -1
-        self.feed(WorkerExited(generation, code))
+        self._spawn_task(self._after_exit(generation, pid, code, drained))
+
+    async def _after_exit(
+        self, generation: int, pid: int, code: int, drained: list[asyncio.Event]
+    ) -> None:
+        """Read what the worker sent before it died, then act on its exit.
+
+        Its last events (requests finished while draining, the error it crashed on) and
+        output lines may still be in the pipes when the exit is noticed; they count, and
+        must come before the exit. The wait is bounded: a child the app forked may hold
+        the pipes open.
+        """
+        waiters = [asyncio.ensure_future(event.wait()) for event in drained]
+        _, pending = await asyncio.wait(waiters, timeout=EXIT_DRAIN_S)
+        for waiter in pending:
+            waiter.cancel()
+        self._exited(generation, pid, code)
+
+    def _exited(self, generation: int, pid: int, code: int) -> None:
+        """Tell the policy; report the exit, as a crash when the policy says it was one."""
+        if self.policy.phase is Phase.DONE:
+            return
+        actions = self.policy.apply(WorkerExited(generation, code))
+        crash = next((a for a in actions if isinstance(a, WorkerCrashed)), None)
+        self.report(
+            ev.WorkerExited(
+                generation,
+                pid,
+                code=code if code >= 0 else None,
+                signal=_signal_name(-code) if code < 0 else None,
+                is_expected=crash is None,
+                retry_in_s=crash.retry_in_s if crash is not None else None,
+            )
+        )
+        self.execute(actions)
 
     def _on_worker_event(self, generation: int, event: Event) -> None:
+        early = self._early.get(generation)
+        if early is not None:  # a fast worker spoke before its launch returned: keep order
+            early.append(event)
+            return
         match event:
             case ServerStarted():
                 is_broken = generation in self.broken
                 if generation == 1 and not is_broken:
                     self.report(event)
+                self.report(ev.WorkerReady(generation, event.pid, event.startup_ms, is_broken))
                 self.feed(WorkerReady(generation, self.clock(), is_broken=is_broken))
             case StartupFailed():
                 self.broken.add(generation)
@@ -271,30 +347,18 @@ class Supervisor:
             case _:
                 self.report(event)
 
-    def _report_action(self, action: ReloadFinished | WorkerCrashed) -> None:
-        strategy = self.launcher.strategy
-        if isinstance(action, ReloadFinished):
-            if action.generation == 1:
-                return
-            files = ", ".join(action.paths[:3]) + (" ..." if len(action.paths) > 3 else "")  # noqa: PLR2004
-            cause = f" ({files})" if files else ""
-            if action.is_broken:
-                text = f"reload failed{cause}: serving the error until the next save"
-                self.report(LogLine("warning", text))
-            else:
-                text = f"reloaded in {action.duration_ms:.0f} ms [{strategy}]{cause}"
-                self.report(LogLine("info", text))
-            return
-        how = (
-            f"killed by {_signal_name(-action.code)}"
-            if action.code < 0
-            else f"exit code {action.code}"
-        )
-        retry = (
-            f"; restarting in {action.retry_in_s:.1f} s" if action.retry_in_s is not None else ""
-        )
+    def _report_reload(self, action: ReloadFinished) -> None:
+        if action.generation == 1:
+            return  # the first start is no reload: WorkerReady says it is up
         self.report(
-            LogLine("error", f"worker {action.generation} stopped unexpectedly ({how}){retry}")
+            ev.ReloadFinished(
+                generation=action.generation,
+                duration_ms=action.duration_ms,
+                files=action.paths,
+                strategy=self.policy.strategy.value,
+                start_method=self.launcher.strategy,
+                ok=not action.is_broken,
+            )
         )
 
     # -- watching ---------------------------------------------------------------------------
@@ -304,6 +368,8 @@ class Supervisor:
             if batch.dependencies_changed and isinstance(self.launcher, ForkServerLauncher):
                 self.report(LogLine("info", "dependencies changed: rebuilding the fork server"))
                 await self.launcher.restart()
+            if self.policy.phase is not Phase.DONE:
+                self.report(ev.ChangeDetected(tuple(batch.paths)))
             self.feed(FilesChanged(batch.paths, self.clock()))
 
     def _spawn_task(self, coro: object) -> None:

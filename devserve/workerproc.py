@@ -177,10 +177,27 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
     return app
 
 
+def redirect_output(output_fds: tuple[int, int] | None) -> None:
+    """Move the supervisor's output pipes onto descriptors 1 and 2 (when it gave some).
+
+    Either way Python's streams are switched to line buffering, so each line of ``print()``
+    reaches the supervisor, or the pipe or IDE console the terminal output goes to, when it
+    is written, not when a block buffer fills or the worker exits.
+    """
+    if output_fds is not None:
+        for fd, target in zip(output_fds, (1, 2), strict=True):
+            os.dup2(fd, target)
+            os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
     known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
     known_patterns = frozenset(cached_patterns())
+    redirect_output(handoff.output_fds)
     config = Config.from_json(handoff.config_json)
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender

@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from devserve.asgi import ASGIApp
 from devserve.config import Config
@@ -185,9 +185,16 @@ class CLIProcess:
 
 
 def start_cli(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
+    stderr_file: IO[str] | None = None,
 ) -> CLIProcess:
-    """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line."""
+    """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line.
+
+    With `stderr_file`, stderr goes there instead, and only stdout is collected.
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})}
     full_env.pop("FORCE_COLOR", None)
     proc = subprocess.Popen(
@@ -196,7 +203,7 @@ def start_cli(
         env=full_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT if stderr_file is None else stderr_file,
         text=True,
         start_new_session=True,
         pass_fds=pass_fds,

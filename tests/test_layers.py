@@ -35,6 +35,11 @@ SUPERVISOR_SIDE = {
     "poller",
     "gitignore",
     "accesslog",
+    "jsonlog",
+    "summary",
+    "reporting",
+    "uimode",
+    "outputpipe",
     "sockets",
     "config",
     "errors",
@@ -44,6 +49,7 @@ PROTOCOL_FORBIDDEN = {"asyncio", "socket", "devserve.events"}
 WORKER_FORBIDDEN = {"rich", "watchfiles"}
 WORKER_SIDE = {
     "worker",
+    "spare",
     "workerproc",
     "server",
     "cycle",
@@ -121,11 +127,42 @@ def test_worker_never_imports_ui_or_watcher(name: str) -> None:
         )
 
 
+#: What the dashboard may read besides events and itself: the summary's wording, and the
+#: configuration when the shell builds itself (`devserve.tui.live.live_ui`).
+TUI_EXTRA = {"tui.live": ("devserve.config", "devserve.summary")}
+#: The dashboard's modules: pure ones never touch the terminal, the clock or the loop.
+TUI_PURE = {
+    "tui.state",
+    "tui.logitems",
+    "tui.keys",
+    "tui.view",
+    "tui.dashview",
+    "tui.stats",
+    "tui.histogram",
+    "tui.routes",
+    "tui.feed",
+}
+TUI_SHELL = {"tui.live", "tui.terminal", "tui.paint"}
+IMPURE = {"asyncio", "os", "time", "signal", "termios", "subprocess", "sys", "socket"}
+
+
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("tui")))
 def test_tui_only_reads(name: str) -> None:
+    allowed = ("devserve.tui", "devserve.events", *TUI_EXTRA.get(name, ()))
     for imported in _imports(MODULES[name]):
         if imported.startswith("devserve."):
-            assert imported.startswith(("devserve.tui", "devserve.events")), imported
+            assert imported.startswith(allowed), imported
+
+
+@pytest.mark.parametrize("name", sorted(TUI_PURE & set(MODULES)))
+def test_tui_views_are_pure(name: str) -> None:
+    roots = {i.split(".")[0] for i in _imports(MODULES[name])}
+    assert not roots & IMPURE, f"{name} imports {roots & IMPURE}"
+
+
+def test_every_tui_module_is_mapped() -> None:
+    tui = {n for n in MODULES if n.startswith("tui.")}
+    assert tui <= TUI_PURE | TUI_SHELL, tui - TUI_PURE - TUI_SHELL
 
 
 def test_errors_module_is_a_leaf() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devserve.forkserver import SPARE_NAME
+from devserve.spare import SPARE_NAME
 from tests.helpers import assert_no_children, children_of, start_server_cli, stop_cli, wait_until
 
 APP = """

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devserve.forkserver import SPARE_NAME
+from devserve.spare import SPARE_NAME
 from tests.helpers import (
     SLOW_APP,
     CLIProcess,

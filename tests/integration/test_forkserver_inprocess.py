@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from devserve.forkserver import ForkServer, copy_heap_pages
+from devserve.forkserver import ForkServer
 from devserve.handoff import Handoff
 from devserve.regexcache import cached_patterns
+from devserve.spare import copy_heap_pages
 
 
 def _messages(sock: socket.socket) -> list[dict[str, object]]:
@@ -63,9 +64,9 @@ def test_a_fork_request_during_a_preload_is_served_between_two_imports(
     read_fd, write_fd = os.pipe()
     events_r, events_w = os.pipe()
     server = ForkServer(theirs, read_fd, [str(tmp_path)])
-    served: list[tuple[int, int]] = []
+    served: list[tuple[int, list[int]]] = []
     server._checked.update(sys.modules)  # this test process holds no project module
-    monkeypatch.setattr(server, "_fork", lambda h, fd: served.append((h.generation, fd)))
+    monkeypatch.setattr(server, "_fork", lambda h, fds: served.append((h.generation, fds)))
     imported: list[str] = []
 
     def fake_import(name: str) -> None:
@@ -84,7 +85,8 @@ def test_a_fork_request_during_a_preload_is_served_between_two_imports(
     finally:
         for fd in (read_fd, write_fd, events_r, events_w, server._wake_r, server._wake_w):
             os.close(fd)
-        for _, fd in served:
-            os.close(fd)
+        for _, fds in served:
+            for fd in fds:
+                os.close(fd)
         ours.close()
         theirs.close()

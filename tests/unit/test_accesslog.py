@@ -11,14 +11,22 @@ import pytest
 from devserve.accesslog import LineReporter, should_color
 from devserve.events import (
     AppErrored,
+    AppOutput,
+    ChangeDetected,
     Event,
     LogLine,
+    ReloadFinished,
     RequestCompleted,
     ServerStarted,
     ServerStopping,
     WebSocketClosed,
     WebSocketOpened,
+    WorkerDraining,
+    WorkerExited,
+    WorkerReady,
+    WorkerStarted,
 )
+from devserve.tui.stats import Stats
 
 
 class CountingStream(io.StringIO):
@@ -281,7 +289,7 @@ def test_hidden_events_write_nothing() -> None:
 
 def test_inside_event_loop_batches_into_one_write() -> None:
     stream = CountingStream()
-    reporter = LineReporter(stream, color=False)
+    reporter = LineReporter(stream, color=False, is_batched=True)
 
     async def burst() -> int:
         for i in range(5):
@@ -296,9 +304,21 @@ def test_inside_event_loop_batches_into_one_write() -> None:
     assert [line.split('"')[1] for line in lines] == [f"GET /{i} HTTP/1.1" for i in range(5)]
 
 
-def test_each_loop_iteration_gets_its_own_write() -> None:
+def test_unbatched_writes_each_line_at_once_inside_the_loop() -> None:
     stream = CountingStream()
     reporter = LineReporter(stream, color=False)
+
+    async def burst() -> int:
+        for i in range(3):
+            reporter(_request(path=f"/{i}"))
+        return stream.writes  # before the loop gets a chance to run anything else
+
+    assert asyncio.run(burst()) == 3
+
+
+def test_each_loop_iteration_gets_its_own_write() -> None:
+    stream = CountingStream()
+    reporter = LineReporter(stream, color=False, is_batched=True)
 
     async def two_bursts() -> None:
         reporter(LogLine("info", "a"))
@@ -333,3 +353,95 @@ def test_closed_stream_is_swallowed() -> None:
 @pytest.mark.parametrize("event", [STARTED, ServerStopping(0)], ids=["started", "stopping"])
 def test_info_lifecycle_lines_respect_log_level(event: Event) -> None:
     assert _plain(log_level="error").format(event) is None
+
+
+# -- slow requests, lifecycle lines, the summary ------------------------------------------
+
+
+def test_slow_request_is_marked_at_warning() -> None:
+    reporter = _plain(slow_ms=100.0)
+    assert reporter.format(_request(duration_ms=100.0)) == (
+        'INFO:     127.0.0.1:5000 - "GET /x HTTP/1.1" 200 OK 100.0 ms 12 B'
+    )
+    assert reporter.format(_request(duration_ms=812.4)) == (
+        'WARNING:  127.0.0.1:5000 - "GET /x HTTP/1.1" 200 OK 812.4 ms 12 B [slow]'
+    )
+
+
+def test_slow_mark_is_colored_on_a_terminal() -> None:
+    line = LineReporter(CountingStream(), color=True, slow_ms=1.0).format(_request())
+    assert line is not None
+    assert line.endswith("12 B \x1b[1;33m[slow]\x1b[0m")
+
+
+LIFECYCLE: list[tuple[Event, str | None]] = [
+    (WorkerStarted(2, 41, "fork"), "DEBUG:    worker 2 starting (pid 41, fork)"),
+    (WorkerReady(2, 41, 26.4, is_broken=False), "DEBUG:    worker 2 ready in 26 ms"),
+    (
+        WorkerReady(3, 42, 9.0, is_broken=True),
+        "DEBUG:    worker 3 serving its startup error (pid 42)",
+    ),
+    (WorkerDraining(1, 40, "reload"), "DEBUG:    worker 1 draining (reload)"),
+    (WorkerExited(1, 40, 0, None, is_expected=True), "DEBUG:    worker 1 exited (exit code 0)"),
+    (
+        WorkerExited(2, 41, None, "SIGKILL", is_expected=False, retry_in_s=0.4),
+        "ERROR:    worker 2 stopped unexpectedly (killed by SIGKILL); restarting in 0.4 s",
+    ),
+    (
+        WorkerExited(2, 41, 1, None, is_expected=False),
+        "ERROR:    worker 2 stopped unexpectedly (exit code 1)",
+    ),
+    (ChangeDetected(("app/models.py",)), "DEBUG:    change detected: app/models.py"),
+    (ChangeDetected(()), "DEBUG:    reload requested"),
+    (
+        ReloadFinished(2, 26.2, ("app/models.py",), "swap", "fork", ok=True),
+        "INFO:     reloaded in 26 ms [fork] (app/models.py)",
+    ),
+    (
+        ReloadFinished(2, 40.0, (), "restart", "spawn", ok=True),
+        "INFO:     reloaded in 40 ms [spawn]",
+    ),
+    (
+        ReloadFinished(3, 9.0, ("a.py", "b.py", "c.py", "d.py"), "swap", "fork", ok=False),
+        "WARNING:  reload failed (a.py, b.py, c.py ...): serving the error until the next save",
+    ),
+    (AppOutput("stdout", "  printed by the app", 2), "  printed by the app"),
+]
+
+
+@pytest.mark.parametrize(("event", "line"), LIFECYCLE, ids=lambda v: type(v).__name__)
+def test_lifecycle_lines(event: Event, line: str) -> None:
+    assert _plain(log_level="debug").format(event) == line
+
+
+def test_lifecycle_debug_lines_are_hidden_at_info() -> None:
+    reporter = _plain()
+    shown = [reporter.format(event) for event, _ in LIFECYCLE]
+    assert [line.split(":")[0] if line else None for line in shown] == [
+        None,
+        None,
+        None,
+        None,
+        None,
+        "ERROR",
+        "ERROR",
+        None,
+        None,
+        "INFO",
+        "INFO",
+        "WARNING",
+        "  printed by the app",
+    ]
+
+
+def test_finish_writes_the_summary_line() -> None:
+    stream = CountingStream()
+    reporter = LineReporter(stream, color=False, has_reloads=True)
+    reporter.finish(Stats().summary())
+    assert stream.getvalue() == "INFO:     summary: 0 requests, 0 errors, 0 reloads\n"
+
+
+def test_finish_respects_the_log_level() -> None:
+    stream = CountingStream()
+    LineReporter(stream, color=False, log_level="warning").finish(Stats().summary())
+    assert stream.getvalue() == ""

@@ -399,3 +399,46 @@ def test_help(served: Captured, capsys: pytest.CaptureFixture[str], flag: str) -
     for option in ("--port", "--header", "--forwarded-allow-ips", "--timeout-graceful-shutdown"):
         assert option in out
     assert served.configs == []
+
+
+# -- --ui and --slow-ms ------------------------------------------------------------------------
+
+
+def test_ui_and_slow_ms_defaults(served: Captured) -> None:
+    _run("main:app")
+    assert (served.config.ui, served.config.slow_ms) == ("auto", 500.0)
+
+
+def test_ui_from_each_source(
+    served: Captured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pyproject(tmp_path, "ui = 'json'\nslow-ms = 250\n")
+    _run("main:app")
+    monkeypatch.setenv("DEVSERVE_UI", "plain")
+    monkeypatch.setenv("DEVSERVE_SLOW_MS", "75.5")
+    _run("main:app")
+    _run("main:app", "--ui", "tui", "--slow-ms", "10")
+    assert [(c.ui, c.slow_ms) for c in served.configs] == [
+        ("json", 250.0),
+        ("plain", 75.5),
+        ("tui", 10.0),
+    ]
+
+
+def test_bad_ui_names_the_source(
+    served: Captured, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEVSERVE_UI", "fancy")
+    assert _run("main:app") == cli.EXIT_USAGE
+    line = _error_line(capsys)
+    assert line.startswith("invalid value for --ui (from environment variable DEVSERVE_UI): ")
+    assert "'fancy' is not one of" in line
+    assert served.configs == []
+
+
+def test_slow_ms_must_be_positive(served: Captured, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run("main:app", "--slow-ms", "0") == cli.EXIT_USAGE
+    assert _error_line(capsys) == (
+        "invalid value for --slow-ms (from command line): 0.0 must be a positive number of "
+        "milliseconds"
+    )

@@ -103,6 +103,14 @@ def test_config_is_frozen() -> None:
             {"timeout_graceful_shutdown_s": 0},
             "invalid value for --timeout-graceful-shutdown (from default): 0 must be a positive",
         ),
+        (
+            {"ui": "fancy"},
+            "invalid value for --ui (from default): 'fancy' is not one of auto, tui, plain, json",
+        ),
+        (
+            {"slow_ms": 0.0},
+            "invalid value for --slow-ms (from default): 0.0 must be a positive number of milli",
+        ),
     ],
 )
 def test_each_value_check(options: dict[str, Any], expected: str) -> None:
@@ -126,6 +134,7 @@ def test_each_value_check(options: dict[str, Any], expected: str) -> None:
         {"ws": "none", "ws_max_size": 1, "ws_max_queue": 1},
         {"timeout_keep_alive_s": 0.001},
         {"loop": "uvloop", "lifespan": "off", "log_level": "trace"},
+        {"ui": "json", "slow_ms": 0.001},
     ],
 )
 def test_boundary_values_are_accepted(options: dict[str, Any]) -> None:

@@ -11,10 +11,13 @@ import pytest
 
 from devserve.events import (
     AppErrored,
+    AppOutput,
+    ChangeDetected,
     Event,
     EventsDropped,
     LogLine,
     ModulesLoaded,
+    ReloadFinished,
     RequestCompleted,
     ServerStarted,
     ServerStopping,
@@ -22,6 +25,10 @@ from devserve.events import (
     TracebackFrame,
     WebSocketClosed,
     WebSocketOpened,
+    WorkerDraining,
+    WorkerExited,
+    WorkerReady,
+    WorkerStarted,
     from_wire,
     to_wire,
 )
@@ -100,6 +107,30 @@ EVENTS: list[Event] = [
     ModulesLoaded(names=()),
     ModulesLoaded(names=("re",), patterns=(("s", "^/api/items$", 0), ("b", "\xff+", 2))),
     EventsDropped(count=7),
+    # supervisor-local: never sent, but encoded the same way (and written by --ui json)
+    WorkerStarted(generation=2, pid=4321, strategy="fork"),
+    WorkerReady(generation=2, pid=4321, startup_ms=12.5, is_broken=False),
+    WorkerReady(generation=3, pid=4322, startup_ms=30.0, is_broken=True),
+    WorkerDraining(generation=1, pid=4320, reason="reload"),
+    WorkerExited(generation=1, pid=4320, code=0, signal=None, is_expected=True),
+    WorkerExited(
+        generation=2, pid=4321, code=None, signal="SIGKILL", is_expected=False, retry_in_s=0.2
+    ),
+    ChangeDetected(files=("app/models.py", "app/views.py")),
+    ChangeDetected(files=()),
+    ReloadFinished(
+        generation=2,
+        duration_ms=26.0,
+        files=("app/models.py",),
+        strategy="swap",
+        start_method="fork",
+        ok=True,
+    ),
+    ReloadFinished(
+        generation=3, duration_ms=0.0, files=(), strategy="restart", start_method="spawn", ok=False
+    ),
+    AppOutput(stream="stdout", line="hello ✓", generation=2),
+    AppOutput(stream="stderr", line="", generation=None),
 ]
 
 
@@ -130,9 +161,20 @@ def test_round_trip_restores_tuples() -> None:
     loaded = from_wire(json.loads(json.dumps(to_wire(EVENTS[14]))))
     assert isinstance(loaded, ModulesLoaded)
     assert loaded.names == ("fastapi", "pydantic")
-    with_patterns = from_wire(json.loads(json.dumps(to_wire(EVENTS[16]))))
+    for event in EVENTS:
+        if isinstance(event, ChangeDetected | ReloadFinished):
+            again = from_wire(json.loads(json.dumps(to_wire(event))))
+            assert isinstance(again, ChangeDetected | ReloadFinished)
+            assert isinstance(again.files, tuple)
+    sent = next(e for e in EVENTS if isinstance(e, ModulesLoaded) and e.patterns)
+    with_patterns = from_wire(json.loads(json.dumps(to_wire(sent))))
     assert isinstance(with_patterns, ModulesLoaded)
     assert with_patterns.patterns == (("s", "^/api/items$", 0), ("b", "\xff+", 2))
+
+
+def test_reload_finished_rejects_negative_duration() -> None:
+    with pytest.raises(ValueError, match="duration_ms must be >= 0"):
+        ReloadFinished(2, -1.0, (), "swap", "fork", ok=True)
 
 
 @pytest.mark.parametrize("bad", [("x", "a", 0), ("s", b"a", 0), ("s", "a"), ("s", "a", True)])
