@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.shell_completion import CompletionItem
 
 from devserve import __version__
 from devserve.config import Config
 from devserve.errors import AppLoadError, ConfigError, DevserveError
+from devserve.helptext import SectionedCommand
 from devserve.options import apply_options, describe_source
 
 EXIT_OK = 0
@@ -31,12 +33,27 @@ EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3
 
 
+def _complete_app(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of APP: the ``cert`` subcommand, then file names (``app.py``)."""
+    items = [CompletionItem("cert", help="manage the local HTTPS certificates")]
+    return [i for i in items if i.value.startswith(incomplete)] + [
+        CompletionItem(incomplete, type="file")
+    ]
+
+
 @click.command(
     name="devserve",
+    cls=SectionedCommand,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Subcommands: 'devserve cert --help' manages the local HTTPS certificates.",
+    epilog="Every option can also be set as DEVSERVE_<OPTION> (DEVSERVE_RELOAD_DIR) or in "
+    "[tool.devserve] of pyproject.toml (reload-dir = [...]). "
+    "'devserve cert --help': the local HTTPS certificates. "
+    "Exit codes: 0 stopped, 1 runtime failure, 2 bad usage, 3 app failed to load, "
+    "130 interrupted.",
 )
-@click.argument("app", required=False, default=None)
+@click.argument("app", required=False, default=None, shell_complete=_complete_app)
 @apply_options
 @click.version_option(__version__, "--version", prog_name="devserve")
 @click.pass_context

@@ -262,7 +262,11 @@ OPTIONS = [
         show_default=True,
         help="Most request header lines (431 beyond).",
     ),
-    _opt("--reload", is_flag=True, default=False, help="Reload when files change."),
+    _opt(
+        "--reload/--no-reload",
+        default=False,
+        help="Reload when files change (--no-reload overrides pyproject/environment).",
+    ),
     _opt(
         "--reload-dir",
         "reload_dirs",

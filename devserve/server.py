@@ -26,6 +26,7 @@ Draining (graceful shutdown or a reload) lets idle kept-alive connections linger
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -158,6 +159,7 @@ class HttpProtocol(asyncio.Protocol):
         )
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: RequestCycle | None = None
+        self.base_context = contextvars.Context()
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "https" if config.is_tls else "http"
@@ -174,6 +176,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
+        # Every request starts from a copy of this context, not of whatever task happens to
+        # start it (the previous request's, for a pipelined one): context variables the app
+        # set (asgiref's sync/async bridges do, for Django and WsgiToAsgi) must not leak.
+        self.base_context = contextvars.copy_context()
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
         proxies = self.ctx.proxies
@@ -281,7 +287,7 @@ class HttpProtocol(asyncio.Protocol):
             self, scope, is_close_requested=wants_close(event.http_version, headers)
         )
         self.cycle = cycle
-        task = self.loop.create_task(cycle.run())
+        task = self.base_context.copy().run(self.loop.create_task, cycle.run())
         ctx.tasks.add(task)
         task.add_done_callback(ctx.tasks.discard)
 

@@ -28,8 +28,9 @@ import os
 import signal
 import ssl
 import sys
+import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from devserve.appload import load_app
@@ -78,6 +79,24 @@ def run_coroutine(
         return loop.run_until_complete(coro)
     finally:  # pragma: no cover
         loop.close()
+
+
+@contextlib.contextmanager
+def _interruptible_by_sigint(enabled: bool) -> Iterator[None]:
+    """Let Ctrl+C interrupt the app's import at once (``KeyboardInterrupt``).
+
+    Importing is synchronous: under ``asyncio.Runner`` the first Ctrl+C only cancels the
+    main task, which takes effect once the import is over, so an app stuck at import (a
+    database it waits for, a long computation) could not be stopped with one Ctrl+C.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Worker:
@@ -129,7 +148,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         if self.parent_fd is not None:
             loop.add_reader(self.parent_fd, self._parent_readable)
-        app = self.app or load_app(config.app, app_dir=config.app_dir, factory=config.factory)
+        with _interruptible_by_sigint(signal.SIGINT in self.stop_signals):
+            app = self.app or load_app(config.app, app_dir=config.app_dir, factory=config.factory)
         state: dict[str, Any] = {}
         lifespan = Lifespan(app, config.lifespan, state)
         await lifespan.startup(LIFESPAN_STARTUP_TIMEOUT_S)

@@ -177,6 +177,27 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
     return app
 
 
+def breakpoint_without_terminal(*args: Any, **kwargs: Any) -> Any:
+    """`breakpoint()` in a worker: say why pdb cannot stop here, and carry on.
+
+    A worker's stdin is not the terminal (two generations can be alive during a swap, and
+    the supervisor owns the keyboard), so pdb would read end-of-file at once and raise
+    ``BdbQuit`` inside the request: a 500 with a puzzling traceback. A debugger chosen with
+    ``PYTHONBREAKPOINT`` (debugpy, remote-pdb, web-pdb, or ``0`` to ignore) is used as usual.
+    """
+    if os.environ.get("PYTHONBREAKPOINT"):
+        return sys.__breakpointhook__(*args, **kwargs)
+    caller = sys._getframe(1)
+    print(
+        f"devserve: breakpoint() at {caller.f_code.co_filename}:{caller.f_lineno} skipped: "
+        "--reload workers have no terminal for pdb; debug without --reload, "
+        "or set PYTHONBREAKPOINT to a remote debugger",
+        file=sys.stderr,
+        flush=True,
+    )
+    return None
+
+
 def redirect_output(output_fds: tuple[int, int] | None) -> None:
     """Move the supervisor's output pipes onto descriptors 1 and 2 (when it gave some).
 
@@ -198,6 +219,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
     known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
     known_patterns = frozenset(cached_patterns())
     redirect_output(handoff.output_fds)
+    sys.breakpointhook = breakpoint_without_terminal
     config = Config.from_json(handoff.config_json)
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender

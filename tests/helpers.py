@@ -190,10 +190,13 @@ def start_cli(
     env: dict[str, str] | None = None,
     pass_fds: tuple[int, ...] = (),
     stderr_file: IO[str] | None = None,
+    *,
+    stdin: int = subprocess.DEVNULL,
 ) -> CLIProcess:
     """Start `devserve ARGS` in `cwd`; stdout and stderr are collected line by line.
 
-    With `stderr_file`, stderr goes there instead, and only stdout is collected.
+    With `stderr_file`, stderr goes there instead, and only stdout is collected. `stdin` is
+    /dev/null unless a test types into the process (``subprocess.PIPE``, e.g. pdb).
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **(env or {})}
     full_env.pop("FORCE_COLOR", None)
@@ -201,7 +204,7 @@ def start_cli(
         [sys.executable, "-m", "devserve", *args],
         cwd=cwd,
         env=full_env,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if stderr_file is None else stderr_file,
         text=True,
@@ -220,9 +223,15 @@ def start_cli(
     return cli
 
 
-def start_server_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> CLIProcess:
+def start_server_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    *,
+    stdin: int = subprocess.DEVNULL,
+) -> CLIProcess:
     """Start the CLI on port 0 and wait until it prints the URL it serves on."""
-    cli = start_cli([*args, "--port", "0"], cwd, env)
+    cli = start_cli([*args, "--port", "0"], cwd, env, stdin=stdin)
     try:
         cli.url = cli.wait_for(_URL.pattern).group(1)
     except AssertionError:
@@ -273,8 +282,10 @@ def stop_cli(cli: CLIProcess, sig: int = signal.SIGINT, timeout_s: float = 15.0)
             proc.wait(5)
     if cli.pump is not None:
         cli.pump.join(5)
-    if proc.stdout is not None:
-        proc.stdout.close()
+    for stream in (proc.stdout, proc.stdin):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
     return proc.returncode
 
 

@@ -41,6 +41,7 @@ SUPERVISOR_SIDE = {
     "uimode",
     "outputpipe",
     "sockets",
+    "helptext",
     "config",
     "errors",
 }
