@@ -27,6 +27,16 @@ offer, which all three servers accept by default). The client:
 2. echoes a 1 MiB random binary message on one connection (one warm-up, then 10 timed);
    it reports the median time.
 
+The client is also told the server's session id and reads the CPU time (user + system,
+from ``/proc/<pid>/stat``) of every process in that session just before and just after the
+measured phase: *server CPU per round trip* (µs) is that difference divided by N. On a
+shared machine it is steadier than msg/s, which also counts time the server spent waiting
+for a core.
+
+``--base-tree DIR`` adds a fourth server, ``devserve-base``: the same devserve command run
+from DIR with ``PYTHONPATH=DIR``, so a checkout of another revision (e.g. made with ``git
+archive main | tar -x -C DIR``) is measured in the same rounds as the working tree.
+
 Rounds (default 3) interleave the servers, rotating their order each round. The script
 prints per-round figures, per-server medians and the median of the per-round ratios
 devserve / uvicorn-wsproto and devserve / uvicorn-websockets. Every wait is bounded in count
@@ -64,6 +74,7 @@ SERVER_CPU = "0"
 CLIENT_CPU = "1"
 SERVERS = ("devserve", "uvicorn-wsproto", "uvicorn-websockets")
 BASELINES = ("uvicorn-wsproto", "uvicorn-websockets")
+BASE_TREE_SERVER = "devserve-base"
 CONNECTIONS = 8
 TEXT_SIZE = 64
 WARMUP_PER_CONNECTION = 100
@@ -80,7 +91,7 @@ STOP_TIMEOUT = 5.0
 LEFTOVER_CHECKS = 100
 MAX_ROUNDS = 50
 MAX_MESSAGES = 10_000_000
-METRICS = ("msgs_per_s", "p50_ms", "p99_ms", "big_ms")
+METRICS = ("msgs_per_s", "p50_ms", "p99_ms", "big_ms", "server_cpu_us")
 
 
 class BenchError(RuntimeError):
@@ -125,7 +136,23 @@ async def big_echoes(ws: ClientConnection) -> tuple[list[float], int]:
     return times, mismatches
 
 
-async def client_session(port: int, messages: int) -> dict[str, Any]:
+def session_cpu_s(sid: int) -> float:
+    """Return the CPU time (user + system, seconds) used so far by session ``sid``'s processes.
+
+    ``sid`` 0 (the client run by hand, without ``--server-session``) counts nothing.
+    """
+    if sid <= 0:
+        return 0.0
+    ticks = 0
+    for pid in session_pids(sid):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rfind(")") + 2 :].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def client_session(port: int, messages: int, server_sid: int) -> dict[str, Any]:
     """Run the echo and 1 MiB measurements against ``port``; return the figures."""
     uri = f"ws://{HOST}:{port}/"
     async with contextlib.AsyncExitStack() as stack:
@@ -141,11 +168,13 @@ async def client_session(port: int, messages: int) -> dict[str, Any]:
             *(echo_loop(ws, i, WARMUP_PER_CONNECTION, scratch) for i, ws in enumerate(sockets))
         )
         latencies: list[list[int]] = [[] for _ in sockets]
+        cpu_before = session_cpu_s(server_sid)
         started = time.perf_counter()
         mismatches = await asyncio.gather(
             *(echo_loop(ws, i, counts[i], latencies[i]) for i, ws in enumerate(sockets))
         )
         elapsed = time.perf_counter() - started
+        server_cpu_s = session_cpu_s(server_sid) - cpu_before
         big_ms, big_mismatches = await big_echoes(sockets[0])
         extensions = sockets[0].response.headers.get("Sec-WebSocket-Extensions", "")
     flat = sorted(ns / 1e6 for per_conn in latencies for ns in per_conn)
@@ -157,12 +186,13 @@ async def client_session(port: int, messages: int) -> dict[str, Any]:
         "p99_ms": statistics.quantiles(flat, n=100, method="inclusive")[98],
         "big_ms": statistics.median(big_ms),
         "big_runs_ms": big_ms,
+        "server_cpu_us": server_cpu_s / len(flat) * 1e6,
         "mismatches": sum(mismatches) + big_mismatches,
         "extensions": extensions,
     }
 
 
-def client_main(port: int, messages: int) -> int:
+def client_main(port: int, messages: int, server_sid: int) -> int:
     """Entry point of the client process: measure, print one JSON object on stdout."""
     try:
         import uvloop  # noqa: PLC0415 - optional, the client falls back to asyncio
@@ -172,7 +202,7 @@ def client_main(port: int, messages: int) -> int:
         runner = asyncio.run
 
     async def bounded() -> dict[str, Any]:
-        return await asyncio.wait_for(client_session(port, messages), CLIENT_DEADLINE)
+        return await asyncio.wait_for(client_session(port, messages, server_sid), CLIENT_DEADLINE)
 
     print(json.dumps(runner(bounded())))
     return 0
@@ -197,7 +227,7 @@ def server_argv(name: str, port: int) -> list[str]:
         "--lifespan",
         "off",
     ]
-    if name == "devserve":
+    if name in ("devserve", BASE_TREE_SERVER):
         return [sys.executable, "-m", "devserve", *common, "--ws", "wsproto"]
     if name in BASELINES:
         ws = name.removeprefix("uvicorn-")
@@ -256,15 +286,27 @@ def stop_server(proc: subprocess.Popen[bytes]) -> int:
 
 
 @contextlib.contextmanager
-def running_server(name: str, port: int, log: IO[str]) -> Iterator[dict[str, int]]:
+def running_server(
+    name: str, port: int, log: IO[str], base_tree: Path | None = None
+) -> Iterator[dict[str, int]]:
     """Spawn ``name`` pinned to SERVER_CPU in its own session; always stop it.
 
     Yields a dict whose ``leftovers`` entry is filled in once the server is stopped.
     """
     argv = ["taskset", "-c", SERVER_CPU, *server_argv(name, port)]
     env = {**os.environ, "NO_COLOR": "1"}
+    cwd = None
+    if name == BASE_TREE_SERVER and base_tree is not None:
+        env["PYTHONPATH"] = str(base_tree)
+        cwd = base_tree  # ``python -m`` puts the working directory first on sys.path
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
     )
     state = {"pid": proc.pid, "leftovers": 0}
     try:
@@ -323,7 +365,7 @@ def error_lines(log: IO[str]) -> int:
     return sum("Traceback" in line or "ERROR" in line for line in text.splitlines())
 
 
-def run_client(port: int, messages: int) -> dict[str, Any]:
+def run_client(port: int, messages: int, server_sid: int) -> dict[str, Any]:
     """Run the client process pinned to CLIENT_CPU against ``port``; return its figures."""
     argv = [
         "taskset",
@@ -335,6 +377,8 @@ def run_client(port: int, messages: int) -> dict[str, Any]:
         str(port),
         "--messages",
         str(messages),
+        "--server-session",
+        str(server_sid),
     ]
     try:
         done = subprocess.run(
@@ -352,12 +396,12 @@ def run_client(port: int, messages: int) -> dict[str, Any]:
     return result
 
 
-def measure(name: str, messages: int) -> dict[str, Any]:
+def measure(name: str, messages: int, base_tree: Path | None = None) -> dict[str, Any]:
     """Start a fresh ``name`` server, run the client against it, stop it; return figures."""
     port = free_port()
     with tempfile.NamedTemporaryFile("w+", prefix=f"bench-ws-{name}-", suffix=".log") as log:
-        with running_server(name, port, log) as state:
-            result = run_client(port, messages)
+        with running_server(name, port, log, base_tree) as state:
+            result = run_client(port, messages, state["pid"])
         result["server_error_lines"] = error_lines(log)
     result["leftover_processes"] = state["leftovers"]
     if result["mismatches"]:
@@ -368,48 +412,54 @@ def measure(name: str, messages: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reporting
 
 
-def bench(rounds: int, messages: int, say: Callable[[str], None]) -> dict[str, Any]:
+def bench(
+    rounds: int, messages: int, say: Callable[[str], None], base_tree: Path | None = None
+) -> dict[str, Any]:
     """Run ``rounds`` rounds over all servers (order rotated each round); return the figures."""
     say(
         f"== {CONNECTIONS} connections x sequential {TEXT_SIZE}-byte text echoes, "
         f"{messages} round trips in total; 1 MiB binary echo, median of {BIG_RUNS}"
     )
+    servers = (*SERVERS, BASE_TREE_SERVER) if base_tree is not None else SERVERS
+    baselines = (*BASELINES, BASE_TREE_SERVER) if base_tree is not None else BASELINES
     per_round: list[dict[str, dict[str, Any]]] = []
     for index in range(rounds):
-        order = SERVERS[index % len(SERVERS) :] + SERVERS[: index % len(SERVERS)]
-        results = {name: measure(name, messages) for name in order}
-        for name in SERVERS:
+        order = servers[index % len(servers) :] + servers[: index % len(servers)]
+        results = {name: measure(name, messages, base_tree) for name in order}
+        for name in servers:
             res = results[name]
             say(
                 f"round {index + 1} {name:<18} {res['msgs_per_s']:>8.0f} msg/s"
                 f"  p50 {res['p50_ms']:6.3f} ms  p99 {res['p99_ms']:6.3f} ms"
-                f"  1 MiB {res['big_ms']:7.2f} ms  [{res['extensions'] or 'no extension'}]"
+                f"  1 MiB {res['big_ms']:7.2f} ms  CPU {res['server_cpu_us']:6.1f} us/msg"
+                f"  [{res['extensions'] or 'no extension'}]"
                 f"  error lines {res['server_error_lines']}  leftovers"
                 f" {res['leftover_processes']}"
             )
         per_round.append(results)
     medians = {
         name: {key: statistics.median(r[name][key] for r in per_round) for key in METRICS}
-        for name in SERVERS
+        for name in servers
     }
     ratios = {
         base: {
             key: statistics.median(r["devserve"][key] / r[base][key] for r in per_round)
             for key in METRICS
         }
-        for base in BASELINES
+        for base in baselines
     }
-    for name in SERVERS:
+    for name in servers:
         med = medians[name]
         say(
             f"median {name:<18} {med['msgs_per_s']:>9.0f} msg/s  p50 {med['p50_ms']:6.3f} ms"
             f"  p99 {med['p99_ms']:6.3f} ms  1 MiB {med['big_ms']:7.2f} ms"
+            f"  server CPU {med['server_cpu_us']:6.1f} us/msg"
         )
     for base, ratio in ratios.items():
         say(
             f"median per-round ratio devserve/{base}: msg/s {ratio['msgs_per_s']:.3f}"
             f"  p50 {ratio['p50_ms']:.3f}  p99 {ratio['p99_ms']:.3f}"
-            f"  1 MiB {ratio['big_ms']:.3f}"
+            f"  1 MiB {ratio['big_ms']:.3f}  server CPU/msg {ratio['server_cpu_us']:.3f}"
         )
     return {"rounds": per_round, "median": medians, "ratio_devserve_over": ratios}
 
@@ -449,7 +499,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="round trips in total over the 8 connections (default 20000)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--base-tree",
+        type=Path,
+        help="also measure devserve imported from this directory (another revision)",
+    )
     parser.add_argument("--client-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-session", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -462,7 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench and print the results (text, or JSON with --json)."""
     args = parse_args(argv)
     if args.client_port is not None:
-        return client_main(args.client_port, args.messages)
+        return client_main(args.client_port, args.messages, args.server_session)
+    if args.base_tree is not None:
+        args.base_tree = args.base_tree.resolve()
+        if not (args.base_tree / "devserve" / "__init__.py").is_file():
+            print(f"bench: no devserve package in {args.base_tree}", file=sys.stderr)
+            return 2
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, raise_system_exit)
     with contextlib.suppress(OSError):
@@ -484,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join(["python", "bench/websocket.py", *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d"),
             "environment": env,
-            **bench(args.rounds, args.messages, say),
+            **bench(args.rounds, args.messages, say, args.base_tree),
         }
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)

@@ -7,8 +7,11 @@ events into the app's inbox and writes its outbound bytes; when the core reaches
 `Phase.CLOSED` the transport is closed. The app runs in one task: `receive()` pops the
 inbox (``websocket.connect`` first, ``websocket.disconnect`` last, repeated if asked
 again), `send()` feeds the core and then waits while the transport's write buffer is over
-its high-water mark. Backpressure the other way: reading pauses once ``max_queue``
-messages wait and resumes when half are consumed. Every wait is bounded: pings every
+its high-water mark. Backpressure the other way: the core parses only as many messages as
+the inbox has room for (``max_queue``), the rest stays unparsed in its buffer and reading
+pauses; once half are consumed the held frames are parsed and, when none are left, reading
+resumes. After our close frame, reading resumes at once (data is discarded, only the peer's
+close matters). Every wait is bounded: pings every
 ``ping_interval_s`` and an abort after ``ping_timeout_s`` without a pong, an abort
 ``close_timeout_s`` after our close frame, and an app still running
 ``graceful_timeout_s`` after the connection ended is cancelled. The connection is
@@ -174,8 +177,15 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- core plumbing --------------------------------------------------------------------
 
     def _process(self) -> None:
-        for event in self._core.next_events():
+        # Parse no more messages than the inbox has room for; the rest waits, unparsed, in
+        # the core's buffer (at most one read's worth, as reading is then paused).
+        room = self._settings.max_queue - len(self._inbox)
+        for event in self._core.next_events(max_messages=max(room, 0)):
             self._handle(event)
+        if self._core.is_input_pending:
+            self._set_reading_paused(True)
+        elif self._is_reading_paused and self._core.phase is Phase.CLOSING:
+            self._set_reading_paused(False)  # data after our close frame is discarded anyway
         data = self._core.data_to_send()
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -282,7 +292,9 @@ class WebSocketProtocol(asyncio.Protocol):
             await self._waiter
         message = self._inbox.popleft()
         if self._is_reading_paused and len(self._inbox) <= self._settings.max_queue // 2:
-            self._set_reading_paused(False)
+            self._process()  # first the messages held back in the core's buffer
+            if not self._core.is_input_pending and len(self._inbox) < self._settings.max_queue:
+                self._set_reading_paused(False)
         if message["type"] == "websocket.disconnect":
             self._disconnect = message
         return message

@@ -55,6 +55,7 @@ WORKER_SIDE = {
     "server",
     "cycle",
     "websocket_server",
+    "protocol.wsframes",
     "wssettings",
     "lifespan",
     "appload",

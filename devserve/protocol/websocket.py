@@ -5,7 +5,10 @@ EOF, as in h11), yields past-tense events from `next_events`, applies ASGI send 
 `send`, and queues every byte to write for `data_to_send`; it never reads a clock, awaits or
 touches a socket. Our own h11 server connection parses the upgrade request (so the scope
 sees every header, Host included); wsproto then validates it, builds the 101/HTTP
-responses and, after accept, runs the frame codec. Two Enum machines run side by side:
+responses and, after accept, parses every frame and frames the control frames; the app's
+data messages are framed by `wsframes.DataFrameEncoder` (the hot path). `next_events` can
+stop after a number of messages, leaving the rest unparsed and in order in wsproto's
+buffer, so a shell can bound its queue. Two Enum machines run side by side:
 `Phase` for the wire (HANDSHAKE -> CONNECTING -> OPEN -> CLOSING -> CLOSED, or CONNECTING ->
 REJECTING -> CLOSED for an HTTP denial; CLOSED means "close the transport") and `AppState`
 for the ASGI message order (the `_APP_TRANSITIONS` table). A message the table refuses raises
@@ -34,6 +37,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from devserve.asgi import Message
 from devserve.errors import DevserveError
+from devserve.protocol.wsframes import DataFrameEncoder
 
 CLOSE_NORMAL = 1000
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -182,7 +186,8 @@ class WebSocketConnection:
         self._phase = Phase.HANDSHAKE
         self._app_state = AppState.CONNECTING
         self._events: list[WebSocketEvent] = []
-        # Parse frames only after new input: sending must not re-scan wsproto's buffer.
+        # Frames may wait unparsed in wsproto's buffer: after new input, or when the last
+        # `next_events` stopped at its message limit. Sending never re-scans the buffer.
         self._has_new_input = False
         self._out = bytearray()
         self._early = bytearray()  # bytes after the request head, held until accept
@@ -191,6 +196,7 @@ class WebSocketConnection:
         self._message_bytes = 0
         self._close_code: int | None = None
         self._request: h11.Request | None = None
+        self._encoder = DataFrameEncoder(None)  # replaced on accept, once deflate is settled
 
     @property
     def phase(self) -> Phase:
@@ -219,15 +225,25 @@ class WebSocketConnection:
             self._has_new_input = True
             self._ws.receive_data(data)
 
-    def next_events(self) -> list[WebSocketEvent]:
-        """Return and forget every event produced since the last call, oldest first."""
+    @property
+    def is_input_pending(self) -> bool:
+        """Whether received bytes may hold frames `next_events` has not parsed yet."""
+        return self._has_new_input and self._phase in (Phase.OPEN, Phase.CLOSING)
+
+    def next_events(self, max_messages: int | None = None) -> list[WebSocketEvent]:
+        """Return and forget every event produced since the last call, oldest first.
+
+        Args:
+            max_messages: parse frames only until this many `MessageReceived` events were
+                produced (0: parse none); the rest of the input waits in the buffer, in
+                order, for a later call (see `is_input_pending`). None: no limit.
+        """
         if (
             self._has_new_input
             and self._ws.connection is not None
             and self._phase in (Phase.OPEN, Phase.CLOSING)
         ):
-            self._has_new_input = False
-            self._drain_frames()
+            self._has_new_input = not self._drain_frames(max_messages)
         events, self._events = self._events, []
         return events
 
@@ -342,34 +358,60 @@ class WebSocketConnection:
         self._events.append(HandshakeFailed(status_code=status_code, reason=reason))
         self._phase = Phase.CLOSED
 
-    def _drain_frames(self) -> None:
+    def _drain_frames(self, max_messages: int | None) -> bool:
+        """Parse buffered frames; return False if it stopped at ``max_messages`` messages."""
+        budget = -1 if max_messages is None else max_messages
+        if budget == 0 and self._phase is Phase.OPEN:  # once closing, data is discarded
+            return False
         for event in self._ws.events():
             if isinstance(event, ws.TextMessage | ws.BytesMessage):
-                self._on_data(event)
+                if self._on_data(event):
+                    budget -= 1
+                    if budget == 0:
+                        return False  # wsproto keeps the unparsed rest of its buffer
             elif isinstance(event, ws.Ping) and self._phase is Phase.OPEN:
                 self._out += self._ws.send(event.response())
             elif isinstance(event, ws.Pong):
                 self._events.append(PongReceived(payload=bytes(event.payload)))
             elif isinstance(event, ws.CloseConnection):
                 self._on_close_frame(event)
-                return
+                break
+        return True
 
-    def _on_data(self, event: ws.TextMessage | ws.BytesMessage) -> None:
+    def _on_data(self, event: ws.TextMessage | ws.BytesMessage) -> bool:
+        """Add a data frame to the message; return True if a `MessageReceived` was produced."""
         if self._phase is not Phase.OPEN:
-            return  # after we started closing, further data is discarded
-        if isinstance(event, ws.TextMessage):
-            self._message_bytes += len(event.data.encode("utf-8"))
-            self._text.append(event.data)
+            return False  # after we started closing, further data is discarded
+        data = event.data
+        if isinstance(data, str):  # ASCII text is as long in UTF-8 as in characters
+            self._message_bytes += len(data) if data.isascii() else len(data.encode("utf-8"))
         else:
-            self._message_bytes += len(event.data)
-            self._binary += event.data
+            self._message_bytes += len(data)
         if self._message_bytes > self._max_message_bytes:
             self._reset_message()
             self._start_close(CLOSE_MESSAGE_TOO_BIG, "message too big")
-        elif event.message_finished:
-            data = "".join(self._text) if isinstance(event, ws.TextMessage) else bytes(self._binary)
+            return False
+        if not event.message_finished:
+            if isinstance(data, str):
+                self._text.append(data)
+            else:
+                self._binary += data
+            return False
+        if self._text or self._binary:  # the last fragment of a fragmented message
+            if isinstance(data, str):
+                self._text.append(data)
+                whole: str | bytes = "".join(self._text)
+            else:
+                self._binary += data
+                whole = bytes(self._binary)
             self._reset_message()
-            self._events.append(MessageReceived(data=data))
+            self._events.append(MessageReceived(data=whole))
+        else:  # a whole message in one frame, the common case: no extra copy
+            self._message_bytes = 0
+            self._events.append(
+                MessageReceived(data=data if isinstance(data, str) else bytes(data))
+            )
+        return True
 
     def _reset_message(self) -> None:
         self._text.clear()
@@ -414,11 +456,14 @@ class WebSocketConnection:
             raise WebSocketUsageError("subprotocol must be a str or None")
         headers = _coerce_headers(message.get("headers", []))
         h11.InformationalResponse(status_code=101, headers=headers)  # validates first
-        extensions: list[Extension] = [PerMessageDeflate()] if self._is_deflate_enabled else []
+        deflate = PerMessageDeflate()
+        extensions: list[Extension] = [deflate] if self._is_deflate_enabled else []
         event = ws.AcceptConnection(
             subprotocol=subprotocol, extensions=extensions, extra_headers=headers
         )
         self._out += self._ws.send(event)
+        # wsproto enables the extension only if the client offered it and the offer parsed.
+        self._encoder = DataFrameEncoder(deflate if deflate.enabled() else None)
         self._phase = Phase.OPEN
         early, self._early = bytes(self._early), bytearray()
         if early:
@@ -432,9 +477,9 @@ class WebSocketConnection:
         if text is not None:
             if not isinstance(text, str):
                 raise WebSocketUsageError("websocket.send 'text' must be str")
-            self._out += self._ws.send(ws.TextMessage(data=text))
+            self._out += self._encoder.encode(text)
         else:
-            self._out += self._ws.send(ws.BytesMessage(data=_as_bytes(data, "bytes")))
+            self._out += self._encoder.encode(_as_bytes(data, "bytes"))
 
     def _app_close(self, message: Message) -> None:
         code = message.get("code", CLOSE_NORMAL)

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import struct
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import uvloop
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from devserve.asgi import ASGIApp, Message, Receive, Scope, Send
 from devserve.events import WebSocketClosed, WebSocketOpened
@@ -149,6 +151,15 @@ async def route_slow_reader(h: Harness, scope: Scope, receive: Receive, send: Se
     await echo_until_disconnect(h, receive, send)
 
 
+async def route_count(h: Harness, scope: Scope, receive: Receive, send: Send) -> None:
+    """After `h.release`, receive as many messages as the query says; reply with them joined."""
+    await send({"type": "websocket.accept"})
+    await h.release.wait()
+    received = [(await receive())["text"] for _ in range(int(scope["query_string"]))]
+    await send({"type": "websocket.send", "text": ",".join(received)})
+    await echo_until_disconnect(h, receive, send)
+
+
 async def route_flood(h: Harness, scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.accept"})
     for index in range(16):
@@ -171,6 +182,7 @@ ROUTES: dict[str, Route] = {
     "/boom-after": route_boom_after,
     "/misuse": route_misuse,
     "/slow-reader": route_slow_reader,
+    "/count": route_count,
     "/flood": route_flood,
 }
 
@@ -255,7 +267,11 @@ def handshake_head(path: str = "/echo", *, extra: bytes = b"") -> bytes:
 
 
 def frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
-    head = bytes([0x80 | opcode, (0x80 if mask else 0) | len(payload)])
+    mask_bit = 0x80 if mask else 0
+    if len(payload) < 126:
+        head = bytes([0x80 | opcode, mask_bit | len(payload)])
+    else:
+        head = bytes([0x80 | opcode, mask_bit | 126]) + struct.pack("!H", len(payload))
     if not mask:
         return head + payload
     key = os.urandom(4)
@@ -536,8 +552,9 @@ def test_invalid_handshake_gets_http_error(run: Run, head: bytes, status: bytes)
         (frame(0x1, b"unmasked", mask=False), 1002),
         (frame(0x1, b"bad \xff\xfe utf-8"), 1007),
         (frame(0x5, b"reserved opcode"), 1002),
+        (frame(0x9, b"p" * 126), 1002),
     ],
-    ids=["unmasked", "bad-utf8", "reserved-opcode"],
+    ids=["unmasked", "bad-utf8", "reserved-opcode", "control-too-long"],
 )
 def test_protocol_violation_closes_and_server_survives(run: Run, wire: bytes, code: int) -> None:
     async def scenario() -> None:
@@ -674,5 +691,92 @@ def test_peer_that_never_answers_close_is_dropped(run: Run) -> None:
             assert (opcode, payload) == (0x8, struct.pack("!H", 4001) + b"bye")
             assert await asyncio.wait_for(reader.read(), 5) == b""  # aborted, no echo needed
             await wait_until(lambda: len(h.finished) == 1)
+
+    run(scenario())
+
+
+def test_deflate_is_negotiated_and_used_for_large_messages_only(run: Run) -> None:
+    async def scenario() -> None:
+        offer = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        async with serving() as h, raw(h, handshake_head(extra=offer)) as (reader, writer, head):
+            assert b"permessage-deflate" in head.lower()
+            inflater = zlib.decompressobj(-15)  # one window for the connection: context takeover
+            for text in ("small", "big " * 1000, "small again", "big " * 1000):
+                writer.write(frame(0x1, text.encode()))  # a client may send uncompressed too
+                first, second = await asyncio.wait_for(reader.readexactly(2), 5)
+                length = second & 0x7F
+                if length == 126:
+                    (length,) = struct.unpack("!H", await reader.readexactly(2))
+                payload = await asyncio.wait_for(reader.readexactly(length), 5)
+                if len(text) < 1024:
+                    assert (first, payload) == (0x81, text.encode())
+                else:
+                    assert first == 0xC1, "FIN + RSV1 (compressed) + text"
+                    assert len(payload) < 100
+                    assert inflater.decompress(payload + b"\x00\x00\xff\xff") == text.encode()
+
+    run(scenario())
+
+
+def test_a_flood_is_held_to_max_queue_then_delivered_in_order(run: Run) -> None:
+    count = 2000
+
+    async def scenario() -> None:
+        settings = WebSocketSettings(max_queue=4)
+        async with serving(settings) as h, raw(h, handshake_head(f"/count?{count}")) as io:
+            reader, writer, response = io
+            assert response.startswith(b"HTTP/1.1 101")
+            writer.write(b"".join(frame(0x1, str(i).encode()) for i in range(count)))
+            protocol = h.protocols[0]
+            await wait_until(lambda: protocol._is_reading_paused)
+            assert len(protocol._inbox) <= 4, "messages beyond the queue stay unparsed"
+            h.release.set()
+            opcode, payload = await read_frame(reader)
+            assert (opcode, payload.decode()) == (0x1, ",".join(str(i) for i in range(count)))
+            assert not protocol._is_reading_paused
+
+    run(scenario())
+
+
+def test_shutdown_while_reading_is_paused_completes_the_close_handshake(run: Run) -> None:
+    async def scenario() -> None:
+        settings = WebSocketSettings(max_queue=2, close_timeout_s=60, graceful_timeout_s=0.5)
+        async with serving(settings) as h, client(h.uri + "/count?1") as ws:
+            for index in range(20):
+                await ws.send(str(index))
+            protocol = h.protocols[0]
+            await wait_until(lambda: protocol._is_reading_paused)
+            protocol.shutdown()
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1012
+            # The client's close reply is read although the app never drained its queue.
+            await wait_until(lambda: protocol._is_transport_lost)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"server_max_window_bits": 10}, {"server_no_context_takeover": True}],
+    ids=["window-bits-10", "no-context-takeover"],
+)
+def test_deflate_parameters_the_client_asked_for_are_honoured(
+    run: Run, parameters: dict[str, Any]
+) -> None:
+    # The client inflates with exactly what it negotiated: a 32 KiB window or a window kept
+    # across messages on our side would make it fail on the repeats below.
+    factory = ClientPerMessageDeflateFactory(**parameters)
+    block = base64.b64encode(os.urandom(1500)).decode()  # 2000 characters, incompressible-ish
+
+    async def scenario() -> None:
+        async with serving() as h, client(h.uri, compression=None, extensions=[factory]) as ws:
+            assert ws.response is not None
+            header = ws.response.headers["Sec-WebSocket-Extensions"]
+            assert header.startswith("permessage-deflate")
+            for message in (block, block + block, "small", block):
+                await ws.send(message)
+                assert await ws.recv() == message
 
     run(scenario())

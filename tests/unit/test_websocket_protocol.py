@@ -528,3 +528,45 @@ def test_corrupted_input_never_raises(seed: int) -> None:
         pair.to_server(b"")
         assert pair.server.phase is Phase.CLOSED
         assert pair.server.close_code is not None
+
+
+def test_next_events_parses_no_more_messages_than_asked() -> None:
+    pair = Pair()
+    pair.open()
+    wire = b"".join(pair.client.send(ws.TextMessage(data=str(i))) for i in range(5))
+    wire += pair.client.send(ws.Ping(payload=b"behind"))
+    pair.server.receive_data(wire)
+    assert pair.server.next_events(max_messages=2) == [MessageReceived("0"), MessageReceived("1")]
+    assert pair.server.is_input_pending
+    assert pair.server.next_events(max_messages=0) == []
+    assert pair.to_client() == [], "the ping waits behind the held messages, in order"
+    assert pair.server.next_events() == [MessageReceived(str(i)) for i in (2, 3, 4)]
+    assert not pair.server.is_input_pending
+    assert pair.to_client() == [ws.Pong(payload=b"behind")]
+
+
+def test_held_messages_never_block_the_closing_handshake() -> None:
+    pair = Pair()
+    pair.open()
+    pair.server.receive_data(
+        b"".join(pair.client.send(ws.BytesMessage(data=b"x")) for _ in range(3))
+    )
+    assert pair.server.next_events(max_messages=1) == [MessageReceived(b"x")]
+    pair.server.terminate(close_code=1012, status_code=503, reason="service restart")
+    [close] = pair.to_client()
+    assert isinstance(close, ws.CloseConnection)
+    pair.server.receive_data(pair.client.send(close.response()))
+    assert pair.server.next_events(max_messages=0) == [ConnectionClosed(1012, "service restart")]
+    assert pair.server.phase is Phase.CLOSED
+    assert not pair.server.is_input_pending
+
+
+@pytest.mark.parametrize(("size", "is_compressed"), [(64, False), (4096, True)])
+def test_server_messages_are_deflated_from_a_size_up(size: int, is_compressed: bool) -> None:
+    pair = Pair(max_message_bytes=1 << 16)
+    pair.open()
+    pair.server.send({"type": "websocket.send", "text": "t" * size})
+    wire = pair.server.data_to_send()
+    assert bool(wire[0] & 0x40) is is_compressed  # RSV1: permessage-deflate was applied
+    pair.client.receive_data(wire)
+    assert list(pair.client.events()) == [ws.TextMessage(data="t" * size)]
