@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
+from devserve.regexcache import is_pattern
+
 
 @dataclass(frozen=True, slots=True)
 class ServerStarted:
@@ -144,9 +146,20 @@ class StartupFailed:
 
 @dataclass(frozen=True, slots=True)
 class ModulesLoaded:
-    """Modules the worker imported from outside the project (fork-server preload list)."""
+    """What the fork server should preload for the next worker.
+
+    ``names``: modules the worker imported from outside the project; ``patterns``: regular
+    expressions it compiled, as `devserve.regexcache.Pattern` triples.
+    """
 
     names: tuple[str, ...]
+    patterns: tuple[tuple[str, str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for pattern in self.patterns:
+            if not is_pattern(pattern):
+                msg = f"not a (kind, pattern, flags) triple: {pattern!r}"
+                raise ValueError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +358,8 @@ def from_wire(wire: Mapping[str, Any]) -> Event:
             data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
         for name in _TUPLE_FIELDS.get(kind, ()):  # JSON has arrays, events hold tuples
             data[name] = tuple(data[name])
+        if kind is ModulesLoaded:
+            data["patterns"] = tuple(tuple(p) for p in data.get("patterns", ()))
         if kind is WebSocketOpened and data["client"] is not None:
             data["client"] = tuple(data["client"])
         event: Event = kind(**data)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from devserve.events import Event, LogLine
 from devserve.handoff import Handoff
 from devserve.process import SpawnLauncher, WorkerProcess
+from devserve.regexcache import Pattern
 
 MAX_REBUILDS = 3
 START_TIMEOUT_S = 10.0
@@ -69,6 +70,7 @@ class ForkServerLauncher:
         self.is_disabled = not hasattr(os, "fork")
         self.rebuilds = 0
         self.preloaded: list[str] = []
+        self.patterns: dict[Pattern, None] = {}  # compiled in the fork server, in order
         self.blocklist: set[str] = set()
         self._sock: socket.socket | None = None
         self._proc: asyncio.subprocess.Process | None = None
@@ -109,12 +111,13 @@ class ForkServerLauncher:
         except (asyncio.TimeoutError, ConnectionError):
             self._give_up("the fork server did not start")
             return
-        if self.preloaded:
-            self._send({"op": "preload", "names": self.preloaded})
+        if self.preloaded or self.patterns:
+            self._send({"op": "preload", "names": self.preloaded, "patterns": list(self.patterns)})
 
     async def restart(self) -> None:
         """Rebuild from scratch (dependencies changed): preloads are learned again."""
         self.preloaded = []
+        self.patterns = {}
         await self._stop_server()
         if not self.is_disabled:
             await self.start()
@@ -170,14 +173,21 @@ class ForkServerLauncher:
 
         loop.add_reader(pidfd, gone)
 
-    def preload(self, names: list[str]) -> None:
-        """Ask the fork server to import modules a worker used (each name once)."""
+    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
+        """Ask the fork server to import modules and compile patterns a worker used (once)."""
         known = set(self.preloaded)
         new = [n for n in names if n not in known and n not in self.blocklist]
-        if not new or self.is_disabled or self._sock is None:
+        fresh = [p for p in dict.fromkeys(patterns) if p not in self.patterns]
+        if not (new or fresh) or self.is_disabled or self._sock is None:
             return
         self.preloaded.extend(new)
-        self._send({"op": "preload", "names": new})
+        self.patterns.update(dict.fromkeys(fresh))
+        self._send({"op": "preload", "names": new, "patterns": fresh})
+
+    def prepare_next(self) -> None:
+        """A reload finished: have the next worker forked in advance (the spare)."""
+        if not self.is_disabled:
+            self._send({"op": "spare"})
 
     async def close(self) -> None:
         """Stop the fork server (its children are stopped by the supervisor)."""

@@ -10,9 +10,11 @@ Frame format (one frame carries a batch of events)::
 ``max_frame_bytes`` with `FrameTooLarge`: the channel is then dropped, never resynced.
 
 `EventSender` (worker side) batches the events of one loop iteration into one frame and
-writes without blocking. When the supervisor falls behind and the unsent bytes exceed
-``max_pending_bytes``, new events are dropped and counted; the count travels as an
-`EventsDropped` event once there is room. A request never waits on the supervisor.
+writes without blocking; the events the supervisor acts on (`ServerStarted`: swap the
+workers now; `StartupFailed`) are written at once, with whatever is queued before them.
+When the supervisor falls behind and the unsent bytes exceed ``max_pending_bytes``, new
+events are dropped and counted; the count travels as an `EventsDropped` event once there
+is room. A request never waits on the supervisor.
 
 `EventReceiver` (supervisor side) reads with the event loop and hands each event, and
 finally end-of-file, to a callback.
@@ -28,12 +30,14 @@ import struct
 from collections.abc import Callable
 
 from devserve.errors import FrameTooLarge, IPCError
-from devserve.events import Event, EventsDropped, from_wire, to_wire
+from devserve.events import Event, EventsDropped, ServerStarted, StartupFailed, from_wire, to_wire
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 1024 * 1024
 #: Events per frame; a chunk that still encodes too large is split in halves.
 EVENTS_PER_FRAME = 2048
+#: Events written the moment they are queued: the supervisor's next step waits on them.
+URGENT_EVENTS = (ServerStarted, StartupFailed)
 
 
 class FrameEncoder:
@@ -117,23 +121,25 @@ class EventSender:
         self.is_broken = False
 
     def __call__(self, event: Event) -> None:
-        """Queue `event`; it is written at the end of this loop iteration."""
+        """Queue `event`; it is written at the end of this loop iteration (urgent: now)."""
         if self.is_broken:
             return
         if len(self._unsent) > self.max_pending_bytes:
             self.dropped += 1
             return
         self._batch.append(event)
-        if self._is_scheduled:
+        if self._is_scheduled and not isinstance(event, URGENT_EVENTS):
             return
         try:
-            loop = asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self._loop = loop
+        if isinstance(event, URGENT_EVENTS):
+            self.flush()  # a flush already scheduled finds an empty batch
+            return
         self._is_scheduled = True
-        loop.call_soon(self.flush)
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Encode the batch and write as much as the channel takes now."""

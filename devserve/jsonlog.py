@@ -94,8 +94,8 @@ def event_record(event: Event, epoch_s: float) -> dict[str, Any]:
             value = round(value, 3)
         elif field == "frames":
             value = [dataclasses.asdict(frame) for frame in value]
-        elif isinstance(value, tuple):
-            value = list(value)
+        elif isinstance(value, tuple):  # ModulesLoaded.patterns holds tuples in a tuple
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
         record[field] = value
     return record
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from devserve.handoff import Handoff
+from devserve.regexcache import Pattern
 
 KILL_MARGIN_S = 1.0
 
@@ -99,5 +100,8 @@ class SpawnLauncher:
     async def close(self) -> None:
         """Nothing to release on the spawn path."""
 
-    def preload(self, names: Sequence[str]) -> None:
+    def preload(self, names: Sequence[str], patterns: Sequence[Pattern]) -> None:
         """Spawned workers preload nothing."""
+
+    def prepare_next(self) -> None:
+        """Nothing to prepare on the spawn path."""

@@ -64,6 +64,7 @@ from devserve.policy import (
     WorkerReady,
 )
 from devserve.process import SpawnLauncher, WorkerProcess
+from devserve.regexcache import Pattern
 from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
 
@@ -85,8 +86,12 @@ class Launcher(Protocol):
         """Start one worker."""
         ...
 
-    def preload(self, names: list[str]) -> None:
-        """Learn which third-party modules the app uses."""
+    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
+        """Learn which third-party modules and regular expressions the app uses."""
+        ...
+
+    def prepare_next(self) -> None:
+        """A reload finished: get ready for the next one."""
         ...
 
     async def close(self) -> None:
@@ -214,6 +219,7 @@ class Supervisor:
                     asyncio.get_running_loop().call_later(delay_s, self.feed, BackoffElapsed(token))
                 case ReloadFinished():
                     self._report_reload(action)
+                    self.launcher.prepare_next()
                 case WorkerCrashed():
                     pass  # reported with the exit, as a WorkerExited event
                 case Finished():
@@ -338,8 +344,8 @@ class Supervisor:
             case StartupFailed():
                 self.broken.add(generation)
                 self.report(event)
-            case ModulesLoaded(names):
-                self.launcher.preload(list(names))
+            case ModulesLoaded(names, patterns):
+                self.launcher.preload(list(names), list(patterns))
             case ServerStopping():
                 if self.policy.phase is Phase.STOPPING:
                     self.report(event)

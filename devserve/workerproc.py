@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from devserve.events import Event, ModulesLoaded, StartupFailed
 from devserve.failures import exception_failure
 from devserve.handoff import Handoff
 from devserve.ipc import EventSender
+from devserve.regexcache import Pattern, cached_patterns, new_patterns
 from devserve.sockets import Listener
 from devserve.worker import Worker, loop_factory, run_coroutine
 
@@ -61,11 +62,19 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def third_party_modules(modules: dict[str, Any], project_dirs: Iterable[str]) -> tuple[str, ...]:
-    """Names of imported modules that live outside every project directory."""
+def third_party_modules(
+    modules: dict[str, Any], project_dirs: Iterable[str], known: Container[str] = ()
+) -> tuple[str, ...]:
+    """Names of imported modules that live outside every project directory.
+
+    Names in `known` (the modules the worker started with: the fork server's preloads)
+    are left out, so the scan resolves only the paths of modules imported since.
+    """
     roots = tuple(str(Path(d).resolve()) + os.sep for d in project_dirs)
     names = []
     for name, module in list(modules.items()):
+        if name in known:
+            continue
         filename = getattr(module, "__file__", None)
         if not filename or name == "__main__" or name.startswith("devserve"):
             continue
@@ -74,19 +83,35 @@ def third_party_modules(modules: dict[str, Any], project_dirs: Iterable[str]) ->
     return tuple(sorted(names))
 
 
-#: Seconds after ready when the worker reports its modules again: frameworks import more on
-#: their first requests (response classes, encoders), and the next worker should not.
+#: Seconds after ready when the worker reports its modules: soon (out of the way of the swap
+#: and the first requests, which the scan would delay), and again once frameworks imported
+#: more on their first requests (response classes, encoders): the next worker should not.
+EARLY_MODULES_REPORT_S = 0.1
 LATE_MODULES_REPORT_S = 2.0
 
 
-def report_modules(emit: Callable[[Event], None], project_dirs: Iterable[str]) -> None:
-    """Report third-party modules now, and again once first requests had time to run."""
+def report_modules(
+    emit: Callable[[Event], None],
+    project_dirs: Iterable[str],
+    known: Container[str],
+    known_patterns: Container[Pattern] = (),
+) -> None:
+    """Report third-party modules and compiled patterns soon, and again after first requests.
+
+    Called when the worker is ready. Only what is new since the worker started (`known`,
+    `known_patterns`) is reported.
+    """
     dirs = tuple(project_dirs)
-    emit(ModulesLoaded(third_party_modules(sys.modules, dirs)))
+
+    def report() -> None:
+        names = third_party_modules(sys.modules, dirs, known)
+        patterns = new_patterns(known_patterns)
+        if names or patterns:
+            emit(ModulesLoaded(names, patterns))
+
     loop = asyncio.get_running_loop()
-    loop.call_later(
-        LATE_MODULES_REPORT_S, lambda: emit(ModulesLoaded(third_party_modules(sys.modules, dirs)))
-    )
+    loop.call_later(EARLY_MODULES_REPORT_S, report)
+    loop.call_later(LATE_MODULES_REPORT_S, report)
 
 
 def failure_event(stage: str, exc: BaseException, project_dirs: Iterable[str]) -> StartupFailed:
@@ -216,6 +241,8 @@ def redirect_output(output_fds: tuple[int, int] | None) -> None:
 
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
+    known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
+    known_patterns = frozenset(cached_patterns())
     redirect_output(handoff.output_fds)
     sys.breakpointhook = breakpoint_without_terminal
     # A notice signal before the loop's handler is installed must not kill the worker.
@@ -247,7 +274,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         started_at=started_at,
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
-        on_ready=lambda: report_modules(emit, handoff.project_dirs),
+        on_ready=lambda: report_modules(emit, handoff.project_dirs, known_modules, known_patterns),
         dev=dev,
     )
     try:

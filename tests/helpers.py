@@ -240,8 +240,7 @@ def start_server_cli(
     return cli
 
 
-def descendants(pid: int) -> list[int]:
-    """PIDs of every live descendant of `pid` (Linux /proc)."""
+def _children_by_parent() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -250,6 +249,17 @@ def descendants(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs of the live children of `pid` (Linux /proc)."""
+    return _children_by_parent().get(pid, [])
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every live descendant of `pid` (Linux /proc)."""
+    children = _children_by_parent()
     found, stack = [], [pid]
     while stack:
         for child in children.get(stack.pop(), []):

@@ -27,6 +27,7 @@ SUPERVISOR_SIDE = {
     "handoff",
     "ipc",
     "events",
+    "regexcache",
     "watch",
     "watchplan",
     "contentindex",
@@ -50,6 +51,7 @@ PROTOCOL_FORBIDDEN = {"asyncio", "socket", "devserve.events"}
 WORKER_FORBIDDEN = {"rich", "watchfiles"}
 WORKER_SIDE = {
     "worker",
+    "spare",
     "workerproc",
     "server",
     "cycle",

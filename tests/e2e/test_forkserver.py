@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.helpers import assert_no_children, start_server_cli, stop_cli, wait_until
+from devserve.spare import SPARE_NAME
+from tests.helpers import assert_no_children, children_of, start_server_cli, stop_cli, wait_until
 
 APP = """
 import extlib
@@ -63,6 +66,69 @@ def test_no_reload_preload_spawns(tmp_path: Path) -> None:
         wait_until(lambda: _body(cli.url) == "v2", timeout_s=10)
         cli.wait_for(r"reloaded in \d+ ms \[spawn\]")
         assert "devserve.forkserver" not in cli.output()
+    finally:
+        assert stop_cli(cli) == 0
+    assert_no_children(cli.proc.pid)
+
+
+SPARE_APP = """
+import os
+import sys
+
+PRELOADED = "extlib" in sys.modules  # before this worker imported it itself
+import extlib
+
+VERSION = "{version}"
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = f"{{VERSION}} {{os.getpid()}} {{PRELOADED}}".encode()
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": body}})
+"""
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _spares(supervisor: int) -> list[int]:
+    return [
+        pid
+        for server in children_of(supervisor)
+        for pid in children_of(server)
+        if _comm(pid) == SPARE_NAME.decode()
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_next_worker_is_forked_in_advance_with_the_preloads(tmp_path: Path) -> None:
+    """After a reload the fork server keeps a spare; the next save is served by it."""
+    project, outside = tmp_path / "project", tmp_path / "site"
+    project.mkdir()
+    outside.mkdir()
+    (outside / "extlib.py").write_text("")
+    (project / "main.py").write_text(textwrap.dedent(SPARE_APP.format(version="v1")))
+    cli = start_server_cli(["main:app", "--reload"], project, env={"PYTHONPATH": str(outside)})
+    try:
+        assert _body(cli.url).split()[0] == "v1"
+        served_by: list[int] = []
+        for version in ("v2", "v3"):
+            spare: list[int] = []
+            wait_until(lambda s=spare: bool(s.extend(_spares(cli.proc.pid)) or s), timeout_s=10)
+            (project / "main.py").write_text(textwrap.dedent(SPARE_APP.format(version=version)))
+            body: list[str] = []
+            wait_until(lambda b=body, v=version: b.append(_body(cli.url)) or b[-1].startswith(v))
+            _, pid, preloaded = body[-1].split()
+            # the spare forked after the preload of what v1 imported from outside the project
+            assert (int(pid), preloaded) == (spare[-1], "True")
+            served_by.append(int(pid))
+        assert served_by[0] != served_by[1]
+        assert "stopped unexpectedly" not in cli.output()
     finally:
         assert stop_cli(cli) == 0
     assert_no_children(cli.proc.pid)

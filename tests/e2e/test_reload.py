@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devserve.spare import SPARE_NAME
 from tests.helpers import (
     SLOW_APP,
     CLIProcess,
@@ -149,12 +150,21 @@ def _parent(pid: int) -> int:
         return 0
 
 
+def is_spare(pid: int) -> bool:
+    """A worker the fork server forked in advance, still waiting for its generation."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == SPARE_NAME.decode()
+    except OSError:
+        return False
+
+
 def worker_pids(cli: CLIProcess) -> list[int]:
-    """Live workers: every descendant except the fork server (a child running forkserver)."""
+    """Live workers: every descendant except the fork server and its waiting spare."""
     return [
         pid
         for pid in descendants(cli.proc.pid)
         if is_alive(pid)
+        and not is_spare(pid)
         and not (_parent(pid) == cli.proc.pid and "devserve.forkserver" in _cmdline(pid))
     ]
 
@@ -362,8 +372,10 @@ def test_supervisor_killed_takes_every_worker_down(tmp_path: Path) -> None:
         workers: list[int] = []
         try:
             assert fetch(cli.url) == (200, "v1")
-            workers = worker_pids(cli)
-            assert workers
+            # the fork server's spare (forked in advance for the next reload) goes down too
+            wait_until(lambda: any(is_spare(pid) for pid in descendants(cli.proc.pid)), 10)
+            workers = worker_pids(cli) + [p for p in descendants(cli.proc.pid) if is_spare(p)]
+            assert len(workers) == 2
             os.kill(cli.proc.pid, signal.SIGKILL)
             cli.proc.wait(5)
             started = time.monotonic()

@@ -105,6 +105,7 @@ EVENTS: list[Event] = [
     ),
     ModulesLoaded(names=("fastapi", "pydantic")),
     ModulesLoaded(names=()),
+    ModulesLoaded(names=("re",), patterns=(("s", "^/api/items$", 0), ("b", "\xff+", 2))),
     EventsDropped(count=7),
     # supervisor-local: never sent, but encoded the same way (and written by --ui json)
     WorkerStarted(generation=2, pid=4321, strategy="fork"),
@@ -165,11 +166,21 @@ def test_round_trip_restores_tuples() -> None:
             again = from_wire(json.loads(json.dumps(to_wire(event))))
             assert isinstance(again, ChangeDetected | ReloadFinished)
             assert isinstance(again.files, tuple)
+    sent = next(e for e in EVENTS if isinstance(e, ModulesLoaded) and e.patterns)
+    with_patterns = from_wire(json.loads(json.dumps(to_wire(sent))))
+    assert isinstance(with_patterns, ModulesLoaded)
+    assert with_patterns.patterns == (("s", "^/api/items$", 0), ("b", "\xff+", 2))
 
 
 def test_reload_finished_rejects_negative_duration() -> None:
     with pytest.raises(ValueError, match="duration_ms must be >= 0"):
         ReloadFinished(2, -1.0, (), "swap", "fork", ok=True)
+
+
+@pytest.mark.parametrize("bad", [("x", "a", 0), ("s", b"a", 0), ("s", "a"), ("s", "a", True)])
+def test_modules_loaded_refuses_malformed_patterns(bad: tuple[object, ...]) -> None:
+    with pytest.raises(ValueError, match="triple"):
+        ModulesLoaded(names=(), patterns=(bad,))  # type: ignore[arg-type]
 
 
 def test_to_wire_does_not_mutate_event() -> None:

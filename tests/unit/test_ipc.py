@@ -460,3 +460,31 @@ def test_sender_outside_a_loop_writes_at_once() -> None:
         assert os.read(read_fd, 10) == b""
     finally:
         os.close(read_fd)
+
+
+def test_ready_and_startup_failure_are_written_at_once_with_what_came_before() -> None:
+    """The supervisor swaps workers on `ServerStarted`: it must not wait for the loop."""
+    started = EVERY_KIND[0]
+    failed = next(e for e in EVERY_KIND if isinstance(e, StartupFailed))
+
+    async def scenario() -> None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        try:
+            sender = EventSender(write_fd)
+            for urgent in (started, failed):
+                sender(LogLine("info", "queued first"))
+                sender(urgent)
+                # Still inside this loop iteration: the frame is already in the pipe.
+                got = FrameDecoder().feed(os.read(read_fd, 65536))
+                assert got == [LogLine("info", "queued first"), urgent]
+            sender(LogLine("info", "batched"))
+            with pytest.raises(BlockingIOError):
+                os.read(read_fd, 65536)
+            await asyncio.sleep(0)
+            assert FrameDecoder().feed(os.read(read_fd, 65536)) == [LogLine("info", "batched")]
+            sender.close()
+        finally:
+            os.close(read_fd)
+
+    run_async(scenario())

@@ -17,7 +17,15 @@ from watchfiles import Change
 from devserve.errors import ConfigError
 from devserve.mounts import PollingDecision
 from devserve.poller import RawChanges
-from devserve.watch import ChangeBatch, WatchSettings, make_batch, watch_changes
+from devserve.watch import (
+    INLINE_MAX_BYTES,
+    INLINE_MAX_FILES,
+    ChangeBatch,
+    WatchSettings,
+    is_small_read,
+    make_batch,
+    watch_changes,
+)
 from devserve.watchplan import PathFilter
 
 ROOT = os.path.join(os.sep, "proj")
@@ -195,3 +203,16 @@ def test_loop_reloads_gitignore_rules_when_gitignore_changes(tmp_path: Path) -> 
     # catches other.py in the .gitignore batch; secret.py is ignored from then on.
     assert [batch.paths for batch in batches] == [("other.py",)]
     assert len(fake.calls) == 2
+
+
+def test_a_few_small_files_are_hashed_inline_bigger_bursts_in_a_thread(tmp_path: Path) -> None:
+    small = [tmp_path / f"m{i}.py" for i in range(INLINE_MAX_FILES + 1)]
+    for path in small:
+        path.write_text("x = 1\n")
+    names = [str(path) for path in small]
+    assert is_small_read(names[:INLINE_MAX_FILES])
+    assert not is_small_read(names)  # too many files
+    assert is_small_read([str(tmp_path / "gone.py")])  # a deletion reads nothing
+    big = tmp_path / "data.py"
+    big.write_bytes(b"#" * (INLINE_MAX_BYTES + 1))
+    assert not is_small_read([str(big)])

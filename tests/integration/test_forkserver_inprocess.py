@@ -1,0 +1,92 @@
+"""The fork server's preload step, driven in-process over a socketpair (no fork)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devserve.forkserver import ForkServer
+from devserve.handoff import Handoff
+from devserve.regexcache import cached_patterns
+from devserve.spare import copy_heap_pages
+
+
+def _messages(sock: socket.socket) -> list[dict[str, object]]:
+    sock.settimeout(5)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        assert chunk, "the fork server closed its control socket"
+        data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_preload_compiles_the_reported_patterns(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair()
+    read_fd, write_fd = os.pipe()
+    server = ForkServer(theirs, read_fd, [str(tmp_path)])
+    route = f"^/items/{uuid.uuid4().hex}/(?P<item_id>[^/]+)$"
+    try:
+        server._preload(["json"], [("s", route, 0), ("s", "(broken", 0)])
+        assert _messages(ours) == [{"op": "preloaded", "count": 0, "patterns": 1}]
+        assert ("s", route, 0) in cached_patterns()
+    finally:
+        for fd in (read_fd, write_fd, server._wake_r, server._wake_w):
+            os.close(fd)
+        ours.close()
+        theirs.close()
+
+
+def test_copying_the_heap_pages_keeps_everything_frozen() -> None:
+    marker: list[int] = []  # tracked by the collector
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        copy_heap_pages()
+        assert gc.get_freeze_count() >= frozen  # still out of the collector's reach
+        assert all(obj is not marker for obj in gc.get_objects())  # frozen again
+    finally:
+        gc.unfreeze()
+
+
+def test_a_fork_request_during_a_preload_is_served_between_two_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save must not wait for (or time out on) a long preload."""
+    ours, theirs = socket.socketpair()
+    read_fd, write_fd = os.pipe()
+    events_r, events_w = os.pipe()
+    server = ForkServer(theirs, read_fd, [str(tmp_path)])
+    served: list[tuple[int, list[int]]] = []
+    server._checked.update(sys.modules)  # this test process holds no project module
+    monkeypatch.setattr(server, "_fork", lambda h, fds: served.append((h.generation, fds)))
+    imported: list[str] = []
+
+    def fake_import(name: str) -> None:
+        imported.append(name)
+        if len(imported) == 1:  # the save happens while the first module is imported
+            handoff = Handoff("{}", (), (), -1, read_fd, 7, (str(tmp_path),))
+            message = json.dumps({"op": "fork", "handoff": handoff.to_json()}).encode() + b"\n"
+            socket.send_fds(ours, [message + b'{"op": "spare"}\n'], [events_w])
+
+    monkeypatch.setattr("devserve.forkserver.importlib.import_module", fake_import)
+    try:
+        server._preload(["not_imported_a", "not_imported_b", "not_imported_c"], [])
+        assert [generation for generation, _ in served] == [7]
+        assert imported == ["not_imported_a", "not_imported_b", "not_imported_c"]
+        assert [m["op"] for m in server._inbox] == ["spare"]  # the rest waits its turn
+    finally:
+        for fd in (read_fd, write_fd, events_r, events_w, server._wake_r, server._wake_w):
+            os.close(fd)
+        for _, fds in served:
+            for fd in fds:
+                os.close(fd)
+        ours.close()
+        theirs.close()
