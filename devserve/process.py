@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from devserve.handoff import Handoff
 from devserve.regexcache import Pattern
 
 KILL_MARGIN_S = 1.0
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass
@@ -105,3 +107,23 @@ class SpawnLauncher:
 
     def prepare_next(self) -> None:
         """Nothing to prepare on the spawn path."""
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (Linux only).
+
+    A worker outliving a rebuilt fork server stays ours to stop and to reap, instead of
+    becoming a zombie of init.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 99`` for a number with no name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -63,15 +61,15 @@ from devserve.policy import (
     WorkerExited,
     WorkerReady,
 )
-from devserve.process import SpawnLauncher, WorkerProcess
+from devserve.process import SpawnLauncher, WorkerProcess, become_subreaper, signal_name
 from devserve.regexcache import Pattern
 from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
 
 Reporter = Callable[[Event], None]
-_PR_SET_CHILD_SUBREAPER = 36
 #: Longest wait, after a worker exited, for the end of its event and output pipes.
 EXIT_DRAIN_S = 0.5
+_BROKEN_AT_START = "the app could not start: requests get the error until a save fixes it"
 
 
 class Launcher(Protocol):
@@ -143,6 +141,7 @@ class Supervisor:
         self.policy = ReloadPolicy(strategy=Strategy(config.reload_strategy))
         self.workers: dict[int, WorkerProcess] = {}
         self.broken: set[int] = set()
+        self.is_announced = False  # the "serving on URL" line went out
         self.terminated_early: set[int] = set()
         self.finished = asyncio.Event()
         self._early: dict[int, list[Event]] = {}
@@ -322,7 +321,7 @@ class Supervisor:
                 generation,
                 pid,
                 code=code if code >= 0 else None,
-                signal=_signal_name(-code) if code < 0 else None,
+                signal=signal_name(-code) if code < 0 else None,
                 is_expected=crash is None,
                 retry_in_s=crash.retry_in_s if crash is not None else None,
             )
@@ -337,8 +336,11 @@ class Supervisor:
         match event:
             case ServerStarted():
                 is_broken = generation in self.broken
-                if generation == 1 and not is_broken:
+                if not self.is_announced:  # once, even for broken code: it serves its error
+                    self.is_announced = True
                     self.report(event)
+                    if is_broken:
+                        self.report(LogLine("warning", _BROKEN_AT_START))
                 self.report(ev.WorkerReady(generation, event.pid, event.startup_ms, is_broken))
                 self.feed(WorkerReady(generation, self.clock(), is_broken=is_broken))
             case StartupFailed():
@@ -383,22 +385,3 @@ class Supervisor:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def become_subreaper() -> None:
-    """Adopt orphaned descendants (Linux only).
-
-    A worker outliving a rebuilt fork server stays ours to stop and to reap, instead of
-    becoming a zombie of init.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

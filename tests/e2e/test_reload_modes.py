@@ -89,3 +89,12 @@ def test_port_already_in_use_under_reload_is_one_line(tmp_path: Path) -> None:
         f"devserve: error: port {port} on 127.0.0.1 is already in use"
         " (another server running? try --port)"
     ]
+
+
+def test_broken_at_start_still_says_where_it_serves_then_recovers(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", "def app(:\n")
+    with reload_server(tmp_path) as cli:  # waits for the "serving on URL" line
+        cli.wait_for(r"WARNING: +the app could not start")
+        wait_served(cli, 503, "SyntaxError")
+        write(tmp_path / "main.py", app_source("v1"))
+        wait_served(cli, 200, "v1")
