@@ -25,8 +25,6 @@ would hold back the lines of requests that had already finished.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -51,6 +49,7 @@ from devserve.events import (
     WorkerReady,
     WorkerStarted,
 )
+from devserve.linesink import LineSink
 from devserve.summary import format_ms, summary_text
 from devserve.tui.stats import StatsSummary
 
@@ -121,46 +120,25 @@ class LineReporter:
         self.access_log = access_log
         self.min_level = _LEVELS.get(log_level, 20)
         self.slow_ms = slow_ms
-        self.is_batched = is_batched
         self.has_reloads = has_reloads
-        self._pending: list[str] = []
-        self._scheduled = False
+        self._sink = LineSink(stream, is_batched=is_batched)
 
     def __call__(self, event: Event) -> None:
         """Report one event."""
         line = self.format(event)
         if line is None:
             return
-        self._pending.append(line)
-        if not self.is_batched:
-            self.flush()
-            return
-        if self._scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        self._sink.add(line + "\n")
 
     def flush(self) -> None:
         """Write buffered lines now."""
-        self._scheduled = False
-        if self._pending:
-            text = "\n".join(self._pending) + "\n"
-            self._pending.clear()
-            with contextlib.suppress(OSError, ValueError):
-                self.stream.write(text)
-                self.stream.flush()
+        self._sink.flush()
 
     def finish(self, summary: StatsSummary) -> None:
         """Write the exit summary line (at INFO), then flush."""
         if self.min_level <= _LEVELS["info"]:
-            self._pending.append(
-                self._prefix("INFO") + summary_text(summary, has_reloads=self.has_reloads)
-            )
+            line = self._prefix("INFO") + summary_text(summary, has_reloads=self.has_reloads)
+            self._sink.add(line + "\n")
         self.flush()
 
     def _shows(self, level: str) -> bool:

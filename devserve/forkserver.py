@@ -48,8 +48,9 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from devserve.handoff import Handoff
 from devserve.regexcache import Pattern, compile_patterns
@@ -241,17 +242,12 @@ class ForkServer:
         gc.freeze()
         pid = os.fork()
         if pid == 0:  # the spare: wait for a generation to serve
-            code = 1
-            try:
+
+            def wait_and_serve() -> int:
                 ours.close()
-                code = self._spare_main(theirs)
-            except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
-                traceback.print_exc()
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+                return self._spare_main(theirs)
+
+            _child(wait_and_serve)
         theirs.close()
         self.children.add(pid)
         self._spare = (pid, ours)
@@ -274,17 +270,12 @@ class ForkServer:
         gc.freeze()
         pid = os.fork()
         if pid == 0:  # the new worker
-            code = 1
-            try:
+
+            def serve() -> int:
                 self._become_worker()
-                code = run_worker(handoff, started_at=time.monotonic())
-            except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
-                traceback.print_exc()
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+                return run_worker(handoff, started_at=time.monotonic())
+
+            _child(serve)
         return pid
 
     def _become_worker(self) -> None:
@@ -343,6 +334,24 @@ class ForkServer:
                 return f"preloading imported project module {name!r}"
             self._checked.add(name)
         return None
+
+
+def _child(main: Callable[[], int]) -> NoReturn:
+    """Run a forked child's `main` and leave with its code, never back into the fork server.
+
+    `os._exit` skips the interpreter's clean-up, which would otherwise run the fork server's
+    inherited atexit handlers and hide an exception: so a failure is printed first.
+    """
+    code = 1
+    try:
+        code = main()
+    except BaseException:  # noqa: BLE001 - os._exit below would hide it: print it
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

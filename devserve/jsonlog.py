@@ -20,8 +20,6 @@ code, so that is prompt; single-process mode writes each line at once).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import functools
 import json
@@ -33,6 +31,7 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from devserve.events import Event
+from devserve.linesink import LineSink
 from devserve.summary import summary_record
 from devserve.tui.stats import StatsSummary
 
@@ -116,11 +115,8 @@ class JsonReporter:
         is_batched: bool = False,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.stream = stream
-        self.is_batched = is_batched
         self.wall_clock = wall_clock
-        self._pending: list[str] = []
-        self._scheduled = False
+        self._sink = LineSink(stream, is_batched=is_batched)
 
     def __call__(self, event: Event) -> None:
         """Report one event."""
@@ -137,26 +133,14 @@ class JsonReporter:
         )
         self.flush()
 
+    @property
+    def is_batched(self) -> bool:
+        """Whether lines wait for the end of the event-loop iteration."""
+        return self._sink.is_batched
+
     def flush(self) -> None:
         """Write buffered lines now."""
-        self._scheduled = False
-        if self._pending:
-            text = "".join(self._pending)
-            self._pending.clear()
-            with contextlib.suppress(OSError, ValueError):
-                self.stream.write(text)
-                self.stream.flush()
+        self._sink.flush()
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._pending.append(_ENCODER.encode(record) + "\n")
-        if not self.is_batched or self._scheduled:
-            if not self.is_batched:
-                self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        self._sink.add(_ENCODER.encode(record) + "\n")

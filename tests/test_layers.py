@@ -36,6 +36,7 @@ SUPERVISOR_SIDE = {
     "gitignore",
     "accesslog",
     "jsonlog",
+    "linesink",
     "summary",
     "reporting",
     "uimode",
