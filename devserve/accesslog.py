@@ -147,6 +147,8 @@ class LineReporter:
     def format(self, event: Event) -> str | None:
         """The line for `event`, or None when it is not shown."""
         match event:
+            case RequestCompleted():  # first: one per request
+                return self._request(event) if self.access_log else None
             case (
                 WorkerStarted()
                 | WorkerReady()
@@ -164,8 +166,6 @@ class LineReporter:
     def _worker_event(self, event: Event) -> str | None:
         line: str | None = None
         match event:
-            case RequestCompleted():
-                line = self._request(event) if self.access_log else None
             case AppErrored():
                 where = f" ({event.method} {event.path})" if event.method else ""
                 line = self._prefix("ERROR") + f"Exception in ASGI application{where}\n"

@@ -1,5 +1,8 @@
 """Facts a worker reports: one frozen dataclass per kind of thing that happened.
 
+(`RequestCompleted`, made for every request, is frozen for the type checker only: see
+`per_request`.)
+
 These are the only objects that cross the worker -> supervisor boundary. Each event is a
 past-tense fact with validated fields; `Event` is their union, consumed with ``match`` so
 mypy flags an unhandled kind. `to_wire` / `from_wire` turn an event into a JSON-able dict
@@ -21,9 +24,21 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from devserve.regexcache import is_pattern
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass as per_request
+else:
+
+    def per_request(**options: Any) -> Any:
+        """`dataclass`, frozen for the type checker only: for the event made once per request.
+
+        A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``,
+        which made `RequestCompleted` four times as dear to build (3.3 against 0.8 us).
+        """
+        return dataclass(**{**options, "frozen": False})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +51,7 @@ class ServerStarted:
     startup_ms: float
 
 
-@dataclass(frozen=True, slots=True)
+@per_request(frozen=True, slots=True)
 class RequestCompleted:
     """A request's response finished (last byte written) or was abandoned.
 

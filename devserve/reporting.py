@@ -83,7 +83,7 @@ class Session:
     def __call__(self, event: Event) -> None:
         """Count and show one event."""
         record_event(self.stats, event, self.clock())
-        if isinstance(event, ServerStarted | WorkerReady):
+        if not self.has_started and isinstance(event, ServerStarted | WorkerReady):
             self.has_started = True
         self.ui(event)
 
@@ -144,7 +144,7 @@ def open_session(
         stdout_is_tty=_isatty(out),
         environ=environ,
     )
-    stats = Stats()
+    stats = Stats(windowed=mode == "tui")  # only the dashboard reads the windows
     ui = make_ui(mode, config, environ, stream=out, is_batched=is_batched, stats=stats)
     return Session(mode, ui, stats)
 

@@ -44,6 +44,7 @@ from devserve.protocol.http11 import (
     build_error_response,
     check_framing,
     check_head,
+    header_pairs,
     wants_close,
 )
 
@@ -272,7 +273,7 @@ class HttpProtocol(asyncio.Protocol):
     def _on_request(self, event: h11.Request) -> None:
         self._cancel_timer()
         self.is_waiting_head_bytes = False
-        headers = list(event.headers)
+        headers = header_pairs(event.headers)
         failure = check_framing(headers)
         if failure is not None:
             self.fail(failure)
@@ -528,4 +529,7 @@ def _ignore(_event: Event) -> None:
 
 
 def _is_websocket_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(name == b"upgrade" and value.lower() == b"websocket" for name, value in headers)
+    for name, value in headers:  # noqa: SIM110 - any() over a generator costs twice as much
+        if name == b"upgrade" and value.lower() == b"websocket":
+            return True
+    return False

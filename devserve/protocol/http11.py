@@ -74,6 +74,19 @@ def check_head(buffer: bytes, max_headers: int, max_head_bytes: int) -> Protocol
     return failure
 
 
+def header_pairs(headers: h11._headers.Headers) -> list[tuple[bytes, bytes]]:
+    """A request's headers as ``(lower-cased name, value)`` pairs, the ASGI form.
+
+    h11's `Headers` is a `Sequence` whose iteration runs in Python, one ``__getitem__`` per
+    header; reading the triples it keeps is three times as fast. Falls back to iterating
+    if a future h11 stores them differently.
+    """
+    full = getattr(headers, "_full_items", None)
+    if not isinstance(full, list):
+        return list(headers)
+    return [(name, value) for _, name, value in full]
+
+
 def check_framing(headers: Sequence[tuple[bytes, bytes]]) -> ProtocolFailed | None:
     """Refuse requests whose body framing is ambiguous.
 
@@ -172,6 +185,7 @@ class ResponseError(Exception):
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _NO_BODY_STATUSES = frozenset({204, 304})
+_CR, _LF, _NUL = 13, 10, 0  # ord("\r"), ord("\n"), ord("\0")
 
 
 class ResponseWriter:
@@ -229,7 +243,9 @@ class ResponseWriter:
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         has_length = has_connection = False
         for name, value in headers:
-            if _TOKEN.fullmatch(name) is None or b"\r" in value or b"\n" in value or b"\0" in value:
+            # Byte values as ints: ``13 in value`` is a memchr, ``b"\r" in value`` a substring
+            # search several times as dear, and this runs for every header of every response.
+            if _CR in value or _LF in value or _NUL in value or _TOKEN.fullmatch(name) is None:
                 msg = f"invalid response header {name!r}: {value!r}"
                 raise ResponseError(msg)
             lowered = name.lower()

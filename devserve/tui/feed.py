@@ -34,17 +34,18 @@ from devserve.tui.stats import Stats
 
 def record_event(stats: Stats, event: Event, now_s: float) -> None:
     """Count `event` in `stats` at monotonic time `now_s` (see the module notes)."""
+    if type(event) is RequestCompleted:  # one per request: before the match, positionally
+        stats.record_request(
+            now_s,
+            event.method,
+            event.route or event.path,
+            event.status,
+            event.duration_ms,
+            event.bytes_in,
+            event.bytes_out,
+        )
+        return
     match event:
-        case RequestCompleted():
-            stats.record_request(
-                now_s,
-                method=event.method,
-                route=event.route or event.path,
-                status=event.status,
-                duration_ms=event.duration_ms,
-                bytes_in=event.bytes_in,
-                bytes_out=event.bytes_out,
-            )
         case AppErrored():
             if not event.method:
                 stats.record_error(now_s, None)

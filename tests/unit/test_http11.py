@@ -13,6 +13,7 @@ from devserve.protocol.http11 import (
     build_error_response,
     check_framing,
     check_head,
+    header_pairs,
 )
 
 MAX_HEADERS = 100
@@ -113,6 +114,33 @@ def test_size_cap_counts_the_head_only() -> None:
     assert _check(head + b"x" * 5000, max_head=len(head)) is None
     assert _check(head, max_head=len(head) - 4) is None
     assert _check(head, max_head=len(head) - 5) == 431
+
+
+# -- header_pairs ----------------------------------------------------------------------
+
+
+def _parsed(head: bytes) -> h11.Request:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(head)
+    event = conn.next_event()
+    assert isinstance(event, h11.Request)
+    return event
+
+
+def test_header_pairs_are_lowercased_names_with_raw_values_in_order() -> None:
+    event = _parsed(_head("X-Mixed-Case: Keep This", "accept: */*", "X-Mixed-Case: again"))
+    assert header_pairs(event.headers) == [
+        (b"host", b"example"),
+        (b"x-mixed-case", b"Keep This"),
+        (b"accept", b"*/*"),
+        (b"x-mixed-case", b"again"),
+    ]
+    assert header_pairs(event.headers) == list(event.headers)  # what h11's own iteration gives
+
+
+def test_header_pairs_fall_back_to_iterating() -> None:
+    pairs = [(b"host", b"example"), (b"accept", b"*/*")]
+    assert header_pairs(pairs) == pairs  # type: ignore[arg-type]  # no _full_items
 
 
 # -- check_framing -----------------------------------------------------------------------

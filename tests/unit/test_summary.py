@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
+from devserve.config import Config
+from devserve.reporting import open_session
 from devserve.summary import format_ms, summary_record, summary_text
 from devserve.tui.stats import Stats
 
 
-def _busy_stats() -> Stats:
-    stats = Stats()
+def _busy_stats(*, windowed: bool = True) -> Stats:
+    stats = Stats(windowed=windowed)
     for i in range(100):
         stats.record_request(
             1.0,
@@ -52,6 +55,27 @@ def test_summary_text_of_a_busy_reload_run() -> None:
     assert ", p95 " in text
     assert text.endswith("slowest route /slow (p95 400 ms, max 400 ms)")
     assert "\n" not in text
+
+
+def test_summary_without_the_dashboard_windows_is_the_same() -> None:
+    lean = _busy_stats(windowed=False)
+    lean.record_error(3.0, "/slow")
+    full = _busy_stats()
+    full.record_error(3.0, "/slow")
+    assert lean.summary() == full.summary()
+    with pytest.raises(RuntimeError, match="without the dashboard's windows"):
+        lean.snapshot(3.0)
+    with pytest.raises(RuntimeError):
+        lean.rate_series(3.0)
+
+
+def test_only_the_dashboard_keeps_windows() -> None:
+    plain = open_session(
+        Config(app="m:app", ui="plain"), {}, is_batched=False, stdout=io.StringIO()
+    )
+    assert plain.stats.summary().requests == 0
+    with pytest.raises(RuntimeError):
+        plain.stats.snapshot(0.0)
 
 
 def test_summary_text_of_an_idle_single_process_run() -> None:
