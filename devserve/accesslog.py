@@ -227,9 +227,10 @@ class LineReporter:
         mark = ""
         if is_slow:
             mark = " \x1b[1;33m[slow]\x1b[0m" if self.color else " [slow]"
+        target = f"{event.path}?{event.query}" if event.query else event.path
         return (
             f"{self._prefix('WARNING' if is_slow else 'INFO')}{event.client} - "
-            f'"{event.method} {event.path} HTTP/{event.http_version}" {status} '
+            f'"{event.method} {target} HTTP/{event.http_version}" {status} '
             f"{event.duration_ms:.1f} ms {event.bytes_out} B{mark}"
         )
 

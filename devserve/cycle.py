@@ -226,6 +226,7 @@ class RequestCycle:
             return
         client = scope["client"]
         route = getattr(scope.get("route"), "path", None)
+        query = scope["query_string"]
         emit(
             RequestCompleted(
                 method=scope["method"],
@@ -238,6 +239,7 @@ class RequestCycle:
                 http_version=scope["http_version"],
                 scheme=scope["scheme"],
                 route=route if isinstance(route, str) else None,
+                query=query.decode("latin-1") if query else "",
             )
         )
 

@@ -31,24 +31,22 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from devserve.asgi import ASGIApp, Receive, Scope, Send
 from devserve.config import Config
 from devserve.events import Event, LogLine
-from devserve.failures import FrameClassifier, exception_failure, request_summary
 from devserve.hosts import HostPolicy, is_cross_origin, token_matches
-from devserve.inject import InjectingSend, wants_page
-from devserve.livenotice import read_notices
-from devserve.pages import (
-    PREFIX,
-    Failure,
-    choose_format,
-    livereload_script,
-    render_blocked,
-    render_failure,
-    script_tag,
-)
+from devserve.inject import PREFIX, InjectingSend, wants_page
+
+if TYPE_CHECKING:
+    from devserve.failures import FrameClassifier
+    from devserve.pages import Failure
+
+# The pages, tracebacks and live-reload notices are imported when first needed: a server
+# that never shows an error page starts without them (a tenth of single-process start).
 
 HEARTBEAT_S = 15.0
 #: The last message of a stream whose worker drains: reconnect now, to the next worker.
@@ -106,7 +104,6 @@ class DevMode:
     def __init__(self, settings: DevSettings, emit: Callable[[Event], None]) -> None:
         self.settings = settings
         self.emit = emit
-        self.classifier = FrameClassifier(settings.project_dirs)
         self.is_broken = False
         self.is_closing = False
         self.streams: set[asyncio.Queue[bytes | None]] = set()
@@ -115,10 +112,20 @@ class DevMode:
         live = settings.livereload
         self.tag = b""
         if live is not None:
+            from devserve.livenotice import read_notices  # noqa: PLC0415 - see the imports
+            from devserve.pages import script_tag  # noqa: PLC0415
+
             tag = script_tag(token=live.token, boot=live.boot, base=settings.root_path)
             self.tag = tag.encode()
             if live.notice_path is not None:
                 self.last_seq = max((n.seq for n in read_notices(live.notice_path, 0)), default=0)
+
+    @cached_property
+    def classifier(self) -> FrameClassifier:
+        """Which frames of a traceback are the user's (made on the first error)."""
+        from devserve.failures import FrameClassifier  # noqa: PLC0415 - see the imports
+
+        return FrameClassifier(self.settings.project_dirs)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -139,6 +146,8 @@ class DevMode:
         live = self.settings.livereload
         if live is None or live.notice_path is None:
             return
+        from devserve.livenotice import read_notices  # noqa: PLC0415 - see the imports
+
         for notice in read_notices(live.notice_path, self.last_seq):
             self.last_seq = max(self.last_seq, notice.seq)
             data = json.dumps(
@@ -205,6 +214,8 @@ class DevMode:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
+        from devserve.pages import choose_format, render_blocked  # noqa: PLC0415 - see the imports
+
         fmt = choose_format(_header(scope["headers"], b"accept") or "")
         content_type, body = render_blocked(
             host, self.settings.hosts.describe(), self.settings.app_name, fmt
@@ -214,6 +225,8 @@ class DevMode:
     async def _endpoint(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         scope[QUIET_KEY] = True
         if name == "livereload.js":
+            from devserve.pages import livereload_script  # noqa: PLC0415 - see the imports
+
             headers = [(b"cache-control", b"no-cache")]
             await _respond(
                 send, 200, b"text/javascript; charset=utf-8", livereload_script(), headers
@@ -290,6 +303,9 @@ class DevMode:
         headers = scope.get("headers", [])
         if not self.settings.debug_pages or self._is_cross_origin(headers):
             return None
+        from devserve.failures import exception_failure, request_summary  # noqa: PLC0415
+        from devserve.pages import choose_format, render_failure  # noqa: PLC0415
+
         fmt = choose_format(_header(headers, b"accept") or "")
         failure = exception_failure(
             exc,
@@ -302,6 +318,8 @@ class DevMode:
 
     def startup_app(self, failure: Failure) -> ASGIApp:
         """The app served while the user's cannot start: every request gets `failure`."""
+        from devserve.pages import choose_format, render_failure  # noqa: PLC0415 - see the imports
+
         self.is_broken = True
         plain = (
             f"devserve: the application could not start ({failure.stage}); "

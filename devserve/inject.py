@@ -22,6 +22,8 @@ from collections.abc import Iterable
 
 from devserve.asgi import Message, Send
 
+#: The reserved URL prefix of devserve's own endpoints (only while live reload is on).
+PREFIX = "/__devserve/"
 MAX_BUFFERED = 4 * 1024 * 1024
 _NO_BODY = frozenset({204, 206, 304})
 _DROPPED = frozenset({b"content-length", b"etag", b"last-modified"})

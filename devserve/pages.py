@@ -21,9 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from devserve.inject import PREFIX
+
 Format = Literal["html", "json", "text"]
-#: The reserved URL prefix of devserve's own endpoints (only while live reload is on).
-PREFIX = "/__devserve/"
 _SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _REDACTED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 _CONTENT_TYPES: dict[Format, bytes] = {

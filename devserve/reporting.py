@@ -35,7 +35,6 @@ from typing import Protocol, TextIO
 from devserve.accesslog import reporter_for
 from devserve.config import Config
 from devserve.events import AppOutput, Event, ServerStarted, WorkerReady
-from devserve.jsonlog import JsonReporter
 from devserve.tui.feed import record_event
 from devserve.tui.stats import Stats, StatsSummary
 from devserve.uimode import ResolvedUI, resolve_ui
@@ -120,6 +119,8 @@ def make_ui(
         stats: the session's figures, which the dashboard shows.
     """
     if mode == "json":
+        from devserve.jsonlog import JsonReporter  # noqa: PLC0415 - --ui json only
+
         return JsonReporter(stream, is_batched=is_batched)
     if mode == "tui":
         from devserve.tui.live import live_ui  # noqa: PLC0415 - rich only for the dashboard

@@ -22,7 +22,6 @@ from devserve.lifespan import StartupFailed
 from devserve.reporting import Session, captured_output, open_session
 from devserve.sockets import bind_listeners, prepare_tls
 from devserve.worker import Worker, loop_factory, run_coroutine
-from devserve.workerproc import failure_event
 
 EXIT_RUNTIME_FAILURE = 1
 EXIT_STARTUP_FAILURE = 3
@@ -103,6 +102,8 @@ def _report_failure(reporter: Session, stage: str, exc: BaseException, config: C
     which still gets the usual one line.
     """
     if reporter.mode == "json":
+        from devserve.workerproc import failure_event  # noqa: PLC0415 - the --reload side's
+
         reporter(failure_event(stage, exc, (config.app_dir,)))
 
 

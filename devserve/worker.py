@@ -42,7 +42,6 @@ from devserve.forwarded import TrustedProxies
 from devserve.lifespan import Lifespan, StartupFailed
 from devserve.server import HttpProtocol, ServerContext
 from devserve.sockets import Listener
-from devserve.tlssniff import TLSAcceptor
 from devserve.wssettings import WebSocketSettings
 
 _T = TypeVar("_T")
@@ -198,6 +197,8 @@ class Worker:
             return protocol
 
         if ssl_context is not None:
+            from devserve.tlssniff import TLSAcceptor  # noqa: PLC0415 - TLS listeners only
+
             acceptor = TLSAcceptor(
                 listener.sock,
                 make_protocol,

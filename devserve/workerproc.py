@@ -35,6 +35,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+# Single-process mode imports the next three on first use; a reload worker imports them
+# here, so that the fork server holds them and forked workers do not import them per reload.
+import devserve.livenotice
+import devserve.pages
+import devserve.tlssniff  # noqa: F401
 from devserve.config import Config
 from devserve.devmode import DevMode, LiveReload, dev_mode
 from devserve.envfile import apply_env, load_env_file

@@ -7,6 +7,9 @@ column the ``s`` key picks, the recent reloads and the errors by route.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.segment import Segment
@@ -14,8 +17,38 @@ from rich.table import Table
 from rich.text import Text
 
 from devserve.tui.state import DashboardState
-from devserve.tui.stats import LONG_WINDOW_S, StatsSnapshot, sparkline
+from devserve.tui.stats import LONG_WINDOW_S, StatsSnapshot
 from devserve.tui.view import Size, fmt_bytes, fmt_ms, header_line, help_panel
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """Draw ``values`` as a one-line bar chart of exactly ``width`` characters.
+
+    The most recent ``width`` values are kept, right-aligned and left-padded with spaces. Bars
+    scale from 0 (``▁``) to the largest value (``█``); negatives count as 0; None and non-finite
+    values are drawn as a space.
+
+    Raises:
+        ValueError: If ``width`` is negative.
+    """
+    if width < 0:
+        raise ValueError(f"width must be >= 0, got {width}")
+    tail = list(values[max(0, len(values) - width) :]) if width else []
+    finite = [max(0.0, v) for v in tail if v is not None and math.isfinite(v)]
+    peak = max(finite, default=0.0)
+    top = len(SPARK_BLOCKS) - 1
+    chars = []
+    for value in tail:
+        if value is None or not math.isfinite(value):
+            chars.append(" ")
+        elif peak <= 0 or value <= 0:
+            chars.append(SPARK_BLOCKS[0])
+        else:
+            chars.append(SPARK_BLOCKS[min(top, max(0, math.ceil(value * (top + 1) / peak) - 1))])
+    return "".join(chars).rjust(width)
+
 
 RELOAD_ROWS = 3
 #: Rows the dashboard uses besides the route table's body (see `dashboard`).

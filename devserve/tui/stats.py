@@ -26,7 +26,6 @@ request counts it twice; report exceptions for which no 5xx was (or will be) rec
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +48,6 @@ DEFAULT_RELOAD_HISTORY = 20
 MAX_RELOAD_FILES = 20
 MAX_METHODS = 16
 OTHER_METHOD = "(other)"
-SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 __all__ = [
     "DEFAULT_MAX_ROUTES",
@@ -60,7 +58,6 @@ __all__ = [
     "OTHER_METHOD",
     "OTHER_ROUTE",
     "SHORT_WINDOW_S",
-    "SPARK_BLOCKS",
     "ReloadRecord",
     "RouteRow",
     "RouteSortKey",
@@ -72,7 +69,6 @@ __all__ = [
     "StatsSummary",
     "StatusCounts",
     "WindowStats",
-    "sparkline",
 ]
 
 _STATUS_CLASSES = 5  # window counters 0..4 are 1xx..5xx
@@ -383,30 +379,3 @@ class Stats:
             slowest_route=slowest[0] if slowest else None,
             dropped=self._dropped,
         )
-
-
-def sparkline(values: Sequence[float | None], width: int) -> str:
-    """Draw ``values`` as a one-line bar chart of exactly ``width`` characters.
-
-    The most recent ``width`` values are kept, right-aligned and left-padded with spaces. Bars
-    scale from 0 (``▁``) to the largest value (``█``); negatives count as 0; None and non-finite
-    values are drawn as a space.
-
-    Raises:
-        ValueError: If ``width`` is negative.
-    """
-    if width < 0:
-        raise ValueError(f"width must be >= 0, got {width}")
-    tail = list(values[max(0, len(values) - width) :]) if width else []
-    finite = [max(0.0, v) for v in tail if v is not None and math.isfinite(v)]
-    peak = max(finite, default=0.0)
-    top = len(SPARK_BLOCKS) - 1
-    chars = []
-    for value in tail:
-        if value is None or not math.isfinite(value):
-            chars.append(" ")
-        elif peak <= 0 or value <= 0:
-            chars.append(SPARK_BLOCKS[0])
-        else:
-            chars.append(SPARK_BLOCKS[min(top, max(0, math.ceil(value * (top + 1) / peak) - 1))])
-    return "".join(chars).rjust(width)

@@ -171,7 +171,7 @@ def test_fastapi_features_single_process(tmp_path: Path) -> None:
         }
         ws_url = cli.url.replace("http://", "ws://") + "/ws"
         assert asyncio.run(asyncio.wait_for(_echo(ws_url), 10)) == ["echo one", "echo two"]
-        cli.wait_for(r'"GET /items/7 HTTP/1.1" 200 OK')
+        cli.wait_for(r'"GET /items/7\?q=x HTTP/1.1" 200 OK')
     assert "lifespan shutdown ran" in cli.output()
 
 

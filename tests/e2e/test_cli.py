@@ -217,7 +217,9 @@ def test_fastapi_end_to_end(tmp_path: Path) -> None:
             assert client.post("/items", json={"name": "a"}).status_code == 422
             assert client.get("/stream").text == "0\n1\n2\n"
             assert client.get("/missing").status_code == 404
+            assert client.get("/items/4", params={"q": "a b"}).status_code == 200
         cli.wait_for(r'"GET /items/3 HTTP/1.1" 200 OK [0-9.]+ ms')
+        cli.wait_for(r'"GET /items/4\?q=a\+b HTTP/1.1" 200 OK')  # the query is logged, as sent
     finally:
         assert stop_cli(cli) == 0
     assert_no_children(cli.proc.pid)

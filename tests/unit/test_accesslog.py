@@ -132,6 +132,7 @@ def test_request_line_exact() -> None:
         ({"status": 599}, '"GET /x HTTP/1.1" 599 1.5 ms 12 B'),
         ({"duration_ms": 0.04, "bytes_out": 0}, '"GET /x HTTP/1.1" 200 OK 0.0 ms 0 B'),
         ({"method": "POST", "http_version": "1.0"}, '"POST /x HTTP/1.0" 200 OK 1.5 ms 12 B'),
+        ({"query": "q=1&page=2"}, '"GET /x?q=1&page=2 HTTP/1.1" 200 OK 1.5 ms 12 B'),
     ],
 )
 def test_request_line_variants(changes: dict[str, Any], tail: str) -> None:

@@ -143,6 +143,12 @@ def test_wire_round_trip(event: Event) -> None:
     assert type(again) is type(event)
 
 
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_wire_form_is_the_dataclass_as_json(event: Event) -> None:
+    expected = {**dataclasses.asdict(event), "k": type(event).__name__}
+    assert json.loads(json.dumps(to_wire(event))) == json.loads(json.dumps(expected))
+
+
 def test_every_kind_is_covered() -> None:
     assert {type(e) for e in EVENTS} == set(typing.get_args(Event))
 

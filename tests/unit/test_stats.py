@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from devserve.tui.dashview import sparkline
 from devserve.tui.histogram import (
     BUCKET_COUNT,
     MAX_MS,
@@ -22,7 +23,6 @@ from devserve.tui.stats import (
     RouteTable,
     Stats,
     StatusCounts,
-    sparkline,
 )
 
 QUANTILES = (0, 1, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
