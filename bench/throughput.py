@@ -75,12 +75,19 @@ class BenchError(RuntimeError):
 
 @dataclass
 class WrkResult:
-    """One wrk run: requests/s, p99 latency and the error counts wrk reports."""
+    """One wrk run: requests/s, p99 latency and the error counts wrk reports.
+
+    ``cpu_us_per_request`` is the server's own CPU time (user + system) over the run divided
+    by the requests wrk completed: less sensitive than req/s to the other tenants of a
+    shared machine, which take wall time but not the server's CPU time.
+    """
 
     rps: float
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    requests: int = 0
+    cpu_us_per_request: float | None = None
 
 
 @dataclass
@@ -187,6 +194,7 @@ def read_log(log: IO[str]) -> str:
 def parse_wrk(output: str) -> WrkResult:
     """Extract requests/s, the p99 latency (ms) and error counts from wrk's output."""
     rps = re.search(r"Requests/sec:\s*([\d.]+)", output)
+    requests = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE)
     if rps is None or p99 is None:
         raise BenchError(f"cannot parse wrk output:\n{output}")
@@ -199,6 +207,7 @@ def parse_wrk(output: str) -> WrkResult:
         p99_ms=float(p99.group(1)) * UNIT_TO_MS[p99.group(2)],
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        requests=int(requests.group(1)) if requests else 0,
     )
 
 
@@ -219,6 +228,13 @@ def run_wrk(port: int, duration: int) -> WrkResult:
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
     return parse_wrk(done.stdout)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -268,9 +284,14 @@ def with_server(name: str, body: Callable[[subprocess.Popen[bytes], int, float],
 def throughput_round(name: str, duration: int) -> WrkResult:
     """One throughput round on a fresh server: 1 s warm-up, then the measured wrk run."""
 
-    def body(_proc: subprocess.Popen[bytes], port: int, _ready: float) -> WrkResult:
+    def body(proc: subprocess.Popen[bytes], port: int, _ready: float) -> WrkResult:
         run_wrk(port, WARMUP_SECONDS)
-        return run_wrk(port, duration)
+        before = cpu_seconds(proc.pid)
+        result = run_wrk(port, duration)
+        used = cpu_seconds(proc.pid) - before
+        if result.requests:
+            result.cpu_us_per_request = used * 1e6 / result.requests
+        return result
 
     result: WrkResult = with_server(name, body)
     return result
@@ -308,30 +329,32 @@ def bench_throughput(rounds: int, duration: int, say: Callable[[str], None]) -> 
     for index in range(1, rounds + 1):
         results = {name: throughput_round(name, duration) for name in SERVERS}
         for name, res in results.items():
+            cpu = f"{res.cpu_us_per_request:6.1f}" if res.cpu_us_per_request else "     -"
             say(
                 f"round {index} {name:<9} {res.rps:>10.0f} req/s  p99 {res.p99_ms:7.2f} ms"
-                f"  non-2xx {res.non_2xx}  socket errors {res.socket_errors}"
+                f"  CPU {cpu} us/req  non-2xx {res.non_2xx}  socket errors {res.socket_errors}"
             )
         per_round.append({name: asdict(res) for name, res in results.items()})
+    keys = ("rps", "p99_ms", "cpu_us_per_request")
     medians = {
-        name: {
-            "rps": statistics.median(r[name]["rps"] for r in per_round),
-            "p99_ms": statistics.median(r[name]["p99_ms"] for r in per_round),
-        }
+        name: {key: statistics.median(r[name][key] or 0.0 for r in per_round) for key in keys}
         for name in SERVERS
     }
     ratios = {
-        key: median_ratio([(r["devserve"][key], r["uvicorn"][key]) for r in per_round])
-        for key in ("rps", "p99_ms")
+        key: median_ratio(
+            [(r["devserve"][key] or 0.0, r["uvicorn"][key] or 1.0) for r in per_round]
+        )
+        for key in keys
     }
     for name in SERVERS:
         say(
             f"median {name:<9} {medians[name]['rps']:>9.0f} req/s"
             f"  p99 {medians[name]['p99_ms']:7.2f} ms"
+            f"  CPU {medians[name]['cpu_us_per_request']:6.1f} us/req"
         )
     say(
         f"median per-round ratio devserve/uvicorn: req/s {ratios['rps']:.3f}"
-        f"  p99 {ratios['p99_ms']:.3f}"
+        f"  p99 {ratios['p99_ms']:.3f}  CPU per request {ratios['cpu_us_per_request']:.3f}"
     )
     return {"rounds": per_round, "median": medians, "ratio_devserve_over_uvicorn": ratios}
 
