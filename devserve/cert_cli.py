@@ -139,9 +139,19 @@ def _nss_hint() -> None:
 @cert.command(name="trust")
 @click.option("--dry-run", is_flag=True, help="Print the commands without running them.")
 def trust_command(dry_run: bool) -> None:
-    """Add the local CA to the system and browser trust stores."""
+    """Add the local CA to the system and browser trust stores (making the CA if needed)."""
+    cert_dir = _options().cert_dir
+    if dry_run:  # changes nothing, so it cannot make the CA the commands name
+        paths = certstore.certificate_paths(cert_dir)
+        if not paths.ca_cert.is_file():
+            raise click.ClickException(
+                f"no local CA in {paths.ca_cert.parent} yet, so there is nothing to show; "
+                "`devserve cert trust` without --dry-run makes it first"
+            )
+    else:
+        with _user_errors():
+            paths = _ensure(cert_dir)
     with _user_errors():
-        paths = _ensure(_options().cert_dir)
         steps = trust.trust_plan(paths.ca_cert, sys.platform, os.environ, os_release=_os_release())
     _run_plan(steps, dry_run=dry_run, ca_path=paths.ca_cert)
     _nss_hint()

@@ -128,13 +128,23 @@ def test_cert_dir_from_environment(tmp_path: Path) -> None:
 def test_trust_dry_run_prints_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = FakeRunner()
     monkeypatch.setattr(trust, "run_command", runner)
+    certstore.ensure_certificates(tmp_path, ["localhost"])
+    before = sorted(tmp_path.iterdir())
     result = _invoke(tmp_path, "trust", "--dry-run")
     assert result.exit_code == 0, result.output
     assert runner.calls == []
+    assert sorted(tmp_path.iterdir()) == before
     assert "update-ca-certificates" in result.stdout
     assert (
         f"install -m 0644 {tmp_path / 'ca.pem'} /usr/local/share/ca-certificates/" in result.stdout
     )
+
+
+def test_trust_dry_run_without_a_ca_makes_nothing(tmp_path: Path) -> None:
+    result = _invoke(tmp_path, "trust", "--dry-run")
+    _assert_clean_error(result, "no local CA in")
+    assert "without --dry-run makes it first" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.usefixtures("debian_plans")
@@ -184,6 +194,7 @@ def test_trust_hints_when_nss_certutil_is_missing(
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     monkeypatch.setattr("devserve.cert_cli.sys.platform", "linux")
     monkeypatch.setattr(trust, "find_nss_databases", lambda _environ, _platform: [tmp_path])
+    certstore.ensure_certificates(tmp_path, ["localhost"])
     result = _invoke(tmp_path, "trust", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "NSS `certutil` is missing" in result.stderr
