@@ -228,18 +228,18 @@ class RequestCycle:
         route = getattr(scope.get("route"), "path", None)
         query = scope["query_string"]
         emit(
-            RequestCompleted(
-                method=scope["method"],
-                path=scope["path"],
-                status=self.status,
-                duration_ms=(time.perf_counter() - self.started_at) * 1000.0,
-                bytes_in=self.bytes_in,
-                bytes_out=self.bytes_out,
-                client=f"{client[0]}:{client[1]}" if client else "-",
-                http_version=scope["http_version"],
-                scheme=scope["scheme"],
-                route=route if isinstance(route, str) else None,
-                query=query.decode("latin-1") if query else "",
+            RequestCompleted(  # positionally, in field order: once per request
+                scope["method"],
+                scope["path"],
+                self.status,
+                (time.perf_counter() - self.started_at) * 1000.0,
+                self.bytes_in,
+                self.bytes_out,
+                f"{client[0]}:{client[1]}" if client else "-",
+                scope["http_version"],
+                scope["scheme"],
+                route if isinstance(route, str) else None,
+                query.decode("latin-1") if query else "",
             )
         )
 

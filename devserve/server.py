@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -47,6 +48,9 @@ from devserve.protocol.http11 import (
     header_pairs,
     wants_close,
 )
+
+#: ``create_task(..., context=)`` (Python 3.11; uvloop too) saves a second context copy.
+_HAS_TASK_CONTEXT = sys.version_info >= (3, 11)
 
 if TYPE_CHECKING:
     from devserve.asgi import ASGIApp
@@ -292,7 +296,10 @@ class HttpProtocol(asyncio.Protocol):
             self, scope, is_close_requested=wants_close(event.http_version, headers)
         )
         self.cycle = cycle
-        task = self.base_context.copy().run(self.loop.create_task, cycle.run())
+        if _HAS_TASK_CONTEXT:
+            task = self.loop.create_task(cycle.run(), context=self.base_context.copy())
+        else:  # Python 3.10: create the task inside the copy, which it then copies again
+            task = self.base_context.copy().run(self.loop.create_task, cycle.run())
         ctx.tasks.add(task)
         task.add_done_callback(ctx.tasks.discard)
 

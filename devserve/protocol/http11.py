@@ -57,17 +57,17 @@ def check_head(buffer: bytes, max_headers: int, max_head_bytes: int) -> Protocol
         A failure, or None if the head is acceptable or not complete yet.
     """
     end = buffer.find(_CRLF2)
-    head = buffer if end < 0 else buffer[:end]
-    if len(head) > max_head_bytes:
-        line_end = head.find(b"\n")
+    stop = len(buffer) if end < 0 else end  # the head is buffer[:stop]; searched in place
+    if stop > max_head_bytes:
+        line_end = buffer.find(b"\n", 0, stop)
         if line_end < 0 or line_end > max_head_bytes:
             return ProtocolFailed(414, "request line too long")
         return ProtocolFailed(431, f"request head larger than {max_head_bytes} bytes")
-    lf = head.count(b"\n")
+    lf = buffer.count(b"\n", 0, stop)
     failure = None
-    if lf != head.count(b"\r\n"):
+    if lf != buffer.count(b"\r\n", 0, stop):
         failure = ProtocolFailed(400, "bare LF in request head")
-    elif end >= 0 and (b"\n " in head or b"\n\t" in head):
+    elif end >= 0 and (buffer.find(b"\n ", 0, stop) >= 0 or buffer.find(b"\n\t", 0, stop) >= 0):
         failure = ProtocolFailed(400, "obsolete line folding in request head")
     elif end >= 0 and lf > max_headers:
         failure = ProtocolFailed(431, f"more than {max_headers} header lines")
