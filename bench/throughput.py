@@ -3,6 +3,7 @@
 Usage::
 
     python bench/throughput.py [--rounds N] [--duration S] [--cold-runs N] [--json]
+    python bench/throughput.py --reload [...]   # both servers under --reload (no RSS)
 
 Three measurements, every one interleaved between the two servers so that the noise of a
 shared machine falls on both alike:
@@ -22,6 +23,11 @@ its default ``--loop auto``). Both are started as ``python -m <server>`` from th
 interpreter, so neither pays for a console-script shim. Servers listen on 127.0.0.1 only,
 on a free port found by binding port 0 (racy, acceptable for a bench), in their own
 session, and are always killed (SIGTERM, 5 s, SIGKILL) when a measurement ends.
+
+Each throughput round also reads the CPU time (user + system) of the server's whole
+process group over the measured run, per request: with ``--reload`` that is the
+supervisor, the fork server and the worker for devserve, the reloader and the worker for
+uvicorn (both watch ``bench/apps`` only; devserve with ``--ui plain``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ RSS_DEADLINE = 120.0
 RSS_SETTLE = 0.5
 REQUEST_TIMEOUT = 5.0
 SERVERS = ("devserve", "uvicorn")
+#: Extra arguments per server, set once by `main` (``--reload``).
+MODE_ARGS: dict[str, list[str]] = {name: [] for name in SERVERS}
+RELOAD_ARGS = {
+    "devserve": ["--reload", "--reload-dir", str(APP_DIR), "--ui", "plain"],
+    "uvicorn": ["--reload", "--reload-dir", str(APP_DIR)],
+}
 UNIT_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -115,6 +127,7 @@ def server_argv(name: str, port: int) -> list[str]:
         "--lifespan",
         "off",
     ]
+    common += MODE_ARGS[name]
     if name == "devserve":
         return [sys.executable, "-m", "devserve", *common]
     if name == "uvicorn":
@@ -230,11 +243,18 @@ def run_wrk(port: int, duration: int) -> WrkResult:
     return parse_wrk(done.stdout)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far, from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds so far of the live processes in process group ``pgid``."""
+    ticks = 0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -286,9 +306,9 @@ def throughput_round(name: str, duration: int) -> WrkResult:
 
     def body(proc: subprocess.Popen[bytes], port: int, _ready: float) -> WrkResult:
         run_wrk(port, WARMUP_SECONDS)
-        before = cpu_seconds(proc.pid)
+        before = group_cpu_seconds(proc.pid)  # the server leads its own session and group
         result = run_wrk(port, duration)
-        used = cpu_seconds(proc.pid) - before
+        used = group_cpu_seconds(proc.pid) - before
         if result.requests:
             result.cpu_us_per_request = used * 1e6 / result.requests
         return result
@@ -443,6 +463,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cold-runs", type=int, default=10, help="cold starts per server")
     parser.add_argument("--rss-runs", type=int, default=3, help="RSS samples per server")
     parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    parser.add_argument(
+        "--reload", action="store_true", help="run both servers under --reload (skips RSS)"
+    )
     args = parser.parse_args(argv)
     for name in ("rounds", "duration", "cold_runs", "rss_runs"):
         if not 1 <= getattr(args, name) <= 1000:
@@ -461,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, raise_system_exit)
     out = sys.stderr if args.json else sys.stdout
+    if args.reload:
+        MODE_ARGS.update(RELOAD_ARGS)
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
@@ -477,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
             "environment": env,
             "throughput": bench_throughput(args.rounds, args.duration, say),
             "cold_start": bench_cold_start(args.cold_runs, say),
-            "rss": bench_rss(args.rss_runs, say),
+            "rss": None if args.reload else bench_rss(args.rss_runs, say),
+            "reload": args.reload,
         }
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
