@@ -22,6 +22,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from devserve.errors import ConfigError
@@ -122,6 +123,11 @@ class Config:
     def is_livereload(self) -> bool:
         """Whether browsers reload by themselves (``--livereload``, on by default with --reload)."""
         return self.reload if self.livereload is None else self.livereload
+
+    @property
+    def project_dirs(self) -> tuple[str, ...]:
+        """The project's directories, resolved: ``--reload-dir``, else ``--app-dir``."""
+        return tuple(str(Path(d).resolve()) for d in (self.reload_dirs or (self.app_dir,)))
 
     @property
     def is_tls(self) -> bool:

@@ -20,13 +20,16 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+from devserve.config import Config
 from devserve.events import Event, LogLine
 from devserve.handoff import Handoff
 from devserve.process import SpawnLauncher, WorkerProcess
 from devserve.regexcache import Pattern
+from devserve.sockets import Listener
 
 MAX_REBUILDS = 3
 START_TIMEOUT_S = 10.0
@@ -73,7 +76,7 @@ class ForkServerLauncher:
         self.patterns: dict[Pattern, None] = {}  # compiled in the fork server, in order
         self.blocklist: set[str] = set()
         self._sock: socket.socket | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._ready: asyncio.Future[None] | None = None
         self._forks: dict[int, asyncio.Future[int]] = {}
@@ -84,28 +87,43 @@ class ForkServerLauncher:
         """How workers start now: "fork" while the fork server is trusted, else "spawn"."""
         return "spawn" if self.is_disabled else "fork"
 
-    async def start(self) -> None:
-        """Start the fork server and wait until it is ready (or give up and spawn)."""
-        if self.is_disabled:
+    def spawn(self) -> None:
+        """Start the fork server's process now, without waiting for it (`start` waits).
+
+        ``devserve --reload`` calls this as soon as the sockets are bound, before the
+        supervisor imports the rest of itself, so that the two interpreters boot side by
+        side: the fork server's start-up is most of the way to the first worker.
+        """
+        if self.is_disabled or self._proc is not None:
             return
-        loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "devserve.forkserver",
-            str(theirs.fileno()),
-            str(self.parent_fd),
-            json.dumps(self.project_dirs),
+        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+            [
+                sys.executable,
+                "-m",
+                "devserve.forkserver",
+                str(theirs.fileno()),
+                str(self.parent_fd),
+                json.dumps(self.project_dirs),
+            ],
             pass_fds=(theirs.fileno(), *self.inherit_fds),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             stdout=_STDERR_FD if self.is_stdout_captured else None,
         )
         theirs.close()
         ours.setblocking(False)
         self._sock, self._buffer = ours, b""
+
+    async def start(self) -> None:
+        """Start the fork server (unless `spawn` did) and wait until it is ready."""
+        if self.is_disabled:
+            return
+        self.spawn()
+        if self._sock is None:
+            return
+        loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        loop.add_reader(ours.fileno(), self._readable)
+        loop.add_reader(self._sock.fileno(), self._readable)
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError):
@@ -273,18 +291,45 @@ class ForkServerLauncher:
     async def _stop_server(self) -> None:
         proc, self._proc = self._proc, None
         self._server_gone()
-        if proc is not None and proc.returncode is None:
+        if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except asyncio.TimeoutError:
+                await asyncio.to_thread(proc.wait, 2.0)
+            except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-                await proc.wait()
+                await asyncio.to_thread(proc.wait)
 
     def _give_up(self, why: str) -> None:
         if not self.is_disabled:
             self.is_disabled = True
             self.report(LogLine("warning", f"{why}: starting workers in fresh interpreters"))
         asyncio.get_running_loop().create_task(self._stop_server())
+
+
+def parent_death_pipe() -> tuple[int, int]:
+    """A (read, write) pipe: children inherit the read end and exit when it reads EOF."""
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(read_fd, True)
+    return read_fd, write_fd
+
+
+def default_launcher(
+    config: Config,
+    listeners: list[Listener],
+    parent_read: int,
+    *,
+    report: Callable[[Event], None],
+    capture_output: bool,
+) -> ForkServerLauncher | SpawnLauncher:
+    """The preloaded fork server where it can work (``--reload-preload``, POSIX), else spawn."""
+    if not config.reload_preload or not hasattr(os, "fork"):
+        return SpawnLauncher()
+    return ForkServerLauncher(
+        inherit_fds=[*(listener.sock.fileno() for listener in listeners), parent_read],
+        parent_fd=parent_read,
+        project_dirs=config.project_dirs,
+        report=report,
+        is_stdout_captured=capture_output,
+    )

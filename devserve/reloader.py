@@ -10,16 +10,21 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devserve.config import Config
 from devserve.errors import CertificateError
-from devserve.events import LogLine
-from devserve.livenotice import DEFAULT_GLOBS
-from devserve.mounts import decide_polling
+from devserve.forklauncher import ForkServerLauncher, default_launcher, parent_death_pipe
+from devserve.process import become_subreaper
 from devserve.reporting import Session, open_session
 from devserve.sockets import bind_listeners, prepare_tls
-from devserve.supervisor import Supervisor
-from devserve.watch import ChangeBatch, WatchSettings, watch_changes
+from devserve.uimode import resolve_for_terminal
+
+if TYPE_CHECKING:
+    from devserve.watch import ChangeBatch, WatchSettings
+
+# The supervisor, the watcher and the live-reload notices are imported once the fork server
+# is on its way (`run_reload`): the two interpreters then boot side by side.
 
 EXIT_RUNTIME_FAILURE = 1
 DEPENDENCY_FILES = (
@@ -35,6 +40,9 @@ DEPENDENCY_FILES = (
 
 def watch_settings(config: Config) -> WatchSettings:
     """What to watch for `config`: the reload dirs, plus env and dependency files."""
+    from devserve.livenotice import DEFAULT_GLOBS  # noqa: PLC0415 - see the imports
+    from devserve.watch import WatchSettings  # noqa: PLC0415
+
     dirs = tuple(Path(d).resolve() for d in (config.reload_dirs or (config.app_dir,)))
     extra = [dirs[0] / name for name in DEPENDENCY_FILES if (dirs[0] / name).is_file()]
     if config.env_file is not None:
@@ -55,6 +63,10 @@ def watch_settings(config: Config) -> WatchSettings:
 async def _batches(
     settings: WatchSettings, stop: asyncio.Event, report: Session
 ) -> AsyncIterator[ChangeBatch]:
+    from devserve.events import LogLine  # noqa: PLC0415 - see the imports
+    from devserve.mounts import decide_polling  # noqa: PLC0415
+    from devserve.watch import watch_changes  # noqa: PLC0415
+
     polling = decide_polling(settings)
     if polling.should_poll:
         report(LogLine("info", f"polling for changes: {polling.reason}"))
@@ -64,13 +76,30 @@ async def _batches(
 
 def run_reload(config: Config, environ: Mapping[str, str]) -> int:
     """Run the supervisor for `config`; return the exit code."""
+    listeners = bind_listeners(config, is_tls=config.is_tls)
+    become_subreaper()  # before the fork server exists: its orphans must come to us
+    parent_pipe = parent_death_pipe()
+    # The fork server boots while the rest of the supervisor is imported and set up; it
+    # reports nothing before `Supervisor.run`, by which time `reporter` exists.
+    launcher = default_launcher(
+        config,
+        listeners,
+        parent_pipe[0],
+        report=lambda event: reporter(event),  # noqa: PLW0108 - bound late, on purpose
+        capture_output=resolve_for_terminal(config.ui, environ) != "plain",  # as the session
+    )
+    if isinstance(launcher, ForkServerLauncher):
+        launcher.spawn()
     reporter = open_session(config, environ, is_batched=True)
     try:
         tls = prepare_tls(config, reporter)  # once: workers only load the files
     except CertificateError as exc:
         print(f"devserve: error: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME_FAILURE
-    listeners = bind_listeners(config, is_tls=tls is not None)
+        for listener in listeners:
+            listener.sock.close()
+        return EXIT_RUNTIME_FAILURE  # the fork server exits with us (the parent pipe)
+    from devserve.supervisor import Supervisor  # noqa: PLC0415 - see the imports
+
     settings = watch_settings(config)
 
     async def main() -> int:
@@ -80,8 +109,10 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
             listeners,
             changes=_batches(settings, stop, reporter),
             report=reporter,
+            launcher=launcher,
             tls=tls,
             capture_output=reporter.captures_output,
+            parent_pipe=parent_pipe,
         )
         try:
             return await supervisor.run()

@@ -37,7 +37,7 @@ from devserve.config import Config
 from devserve.events import AppOutput, Event, ServerStarted, WorkerReady
 from devserve.tui.feed import record_event
 from devserve.tui.stats import Stats, StatsSummary
-from devserve.uimode import ResolvedUI, resolve_ui
+from devserve.uimode import ResolvedUI, resolve_for_terminal
 
 
 class UI(Protocol):
@@ -139,22 +139,10 @@ def open_session(
 ) -> Session:
     """Resolve ``--ui`` for this process's terminal and open the session (prints nothing)."""
     out = sys.stdout if stdout is None else stdout
-    mode = resolve_ui(
-        config.ui,
-        stdin_is_tty=_isatty(sys.stdin if stdin is None else stdin),
-        stdout_is_tty=_isatty(out),
-        environ=environ,
-    )
+    mode = resolve_for_terminal(config.ui, environ, stdin=stdin, stdout=out)
     stats = Stats(windowed=mode == "tui")  # only the dashboard reads the windows
     ui = make_ui(mode, config, environ, stream=out, is_batched=is_batched, stats=stats)
     return Session(mode, ui, stats)
-
-
-def _isatty(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stream.isatty()
-    except (ValueError, OSError):  # closed
-        return False
 
 
 class LineCapture(io.TextIOBase):

@@ -24,7 +24,6 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Protocol
 
 from devserve import events as ev
@@ -37,7 +36,7 @@ from devserve.events import (
     ServerStopping,
     StartupFailed,
 )
-from devserve.forklauncher import ForkServerLauncher
+from devserve.forklauncher import ForkServerLauncher, default_launcher, parent_death_pipe
 from devserve.handoff import Handoff
 from devserve.ipc import EventReceiver
 from devserve.livenotice import BrowserNotices
@@ -61,7 +60,7 @@ from devserve.policy import (
     WorkerExited,
     WorkerReady,
 )
-from devserve.process import SpawnLauncher, WorkerProcess, become_subreaper, signal_name
+from devserve.process import WorkerProcess, become_subreaper, signal_name
 from devserve.regexcache import Pattern
 from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
@@ -107,6 +106,9 @@ class Supervisor:
         report: where worker events and supervisor messages go.
         launcher: how workers start (default: spawn a fresh interpreter).
         tls: (certfile, keyfile) for workers to serve, or None.
+        parent_pipe: the (read, write) ends of the pipe whose closing tells workers and the
+            fork server that the supervisor is gone; made here unless the caller started a
+            launcher that already holds it (the read end must be inheritable).
         clock: monotonic seconds.
         capture_output: read workers' stdout/stderr through pipes and report each line as
             an ``AppOutput`` event (else they write to the inherited terminal).
@@ -123,6 +125,7 @@ class Supervisor:
         tls: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         capture_output: bool = False,
+        parent_pipe: tuple[int, int] | None = None,
     ) -> None:
         self.config = config
         self.capture_output = capture_output
@@ -131,12 +134,8 @@ class Supervisor:
         self.report = report
         self.tls = tls
         self.clock = clock
-        read_fd, write_fd = os.pipe()
-        os.set_inheritable(read_fd, True)
-        self._parent_read, self._parent_write = read_fd, write_fd
-        self.project_dirs = tuple(
-            str(Path(d).resolve()) for d in (config.reload_dirs or (config.app_dir,))
-        )
+        self._parent_read, self._parent_write = parent_pipe or parent_death_pipe()
+        self.project_dirs = config.project_dirs
         self.launcher: Launcher = launcher or self._default_launcher()
         self.policy = ReloadPolicy(strategy=Strategy(config.reload_strategy))
         self.workers: dict[int, WorkerProcess] = {}
@@ -150,17 +149,12 @@ class Supervisor:
         self.report = self.browsers.observing(report)
 
     def _default_launcher(self) -> Launcher:
-        if not self.config.reload_preload or not hasattr(os, "fork"):
-            return SpawnLauncher()
-        return ForkServerLauncher(
-            inherit_fds=[
-                *(listener.sock.fileno() for listener in self.listeners),
-                self._parent_read,
-            ],
-            parent_fd=self._parent_read,
-            project_dirs=self.project_dirs,
+        return default_launcher(
+            self.config,
+            self.listeners,
+            self._parent_read,
             report=self.report,
-            is_stdout_captured=self.capture_output,
+            capture_output=self.capture_output,
         )
 
     async def run(self) -> int:

@@ -13,8 +13,9 @@ given: the user asked for it. Both entry points (single process and ``--reload``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TextIO
 
 from devserve.config import UIMode
 
@@ -41,3 +42,26 @@ def resolve_ui(
     if stdin_is_tty and stdout_is_tty and term and term != "dumb" and not environ.get("CI"):
         return "tui"
     return "plain"
+
+
+def resolve_for_terminal(
+    requested: UIMode,
+    environ: Mapping[str, str],
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+) -> ResolvedUI:
+    """`resolve_ui` for this process's standard streams (or the ones given)."""
+    return resolve_ui(
+        requested,
+        stdin_is_tty=_isatty(sys.stdin if stdin is None else stdin),
+        stdout_is_tty=_isatty(sys.stdout if stdout is None else stdout),
+        environ=environ,
+    )
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):  # closed
+        return False
