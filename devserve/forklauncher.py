@@ -114,6 +114,16 @@ class ForkServerLauncher:
         ours.setblocking(False)
         self._sock, self._buffer = ours, b""
 
+    def abandon(self) -> None:
+        """Stop a fork server that `spawn` started, before any event loop (start-up failed)."""
+        proc, self._proc = self._proc, None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
     async def start(self) -> None:
         """Start the fork server (unless `spawn` did) and wait until it is ready."""
         if self.is_disabled:

@@ -114,7 +114,10 @@ class ForkServer:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
         signal.signal(signal.SIGTERM, _exit_on_signal)  # ... with SIGTERM: clean up first
         signal.set_wakeup_fd(self._wake_w)
-        send_message(self.control, {"op": "ready"})
+        try:
+            send_message(self.control, {"op": "ready"})
+        except OSError:  # the supervisor gave up before we were up (a bad --ssl-certfile...)
+            return 0
         try:
             return self._loop()
         finally:

@@ -95,9 +95,11 @@ def run_reload(config: Config, environ: Mapping[str, str]) -> int:
         tls = prepare_tls(config, reporter)  # once: workers only load the files
     except CertificateError as exc:
         print(f"devserve: error: {exc}", file=sys.stderr)
+        if isinstance(launcher, ForkServerLauncher):
+            launcher.abandon()
         for listener in listeners:
             listener.sock.close()
-        return EXIT_RUNTIME_FAILURE  # the fork server exits with us (the parent pipe)
+        return EXIT_RUNTIME_FAILURE
     from devserve.supervisor import Supervisor  # noqa: PLC0415 - see the imports
 
     settings = watch_settings(config)
