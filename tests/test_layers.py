@@ -22,6 +22,7 @@ SUPERVISOR_SIDE = {
     "reloader",
     "supervisor",
     "policy",
+    "lifecycle",
     "process",
     "forklauncher",
     "handoff",
