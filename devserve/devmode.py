@@ -48,6 +48,7 @@ from devserve.pages import (
     render_blocked,
     render_failure,
     script_tag,
+    stage_headline,
 )
 
 HEARTBEAT_S = 15.0
@@ -304,7 +305,7 @@ class DevMode:
         """The app served while the user's cannot start: every request gets `failure`."""
         self.is_broken = True
         plain = (
-            f"devserve: the application could not start ({failure.stage}); "
+            f"devserve: {stage_headline(failure.stage)}; "
             "see the terminal. Fix the code and save: devserve reloads by itself.\n"
         ).encode()
 

@@ -23,6 +23,7 @@ SUPERVISOR_SIDE = {
     "supervisor",
     "policy",
     "lifecycle",
+    "crashes",
     "process",
     "forklauncher",
     "handoff",
