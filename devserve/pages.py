@@ -238,7 +238,7 @@ def render_html(failure: Failure, *, script: str = "") -> str:
         hint=hint,
         change=_change_html(failure.changed),
         output=_output_html(failure.output),
-        frames=frames_html(failure.frames),
+        frames=_crash_note_html(failure) or frames_html(failure.frames),
         request=_request_html(failure.request),
         traceback_text=esc(failure.traceback_text),
         script=script,
@@ -302,6 +302,13 @@ def _change_html(changed: tuple[str, ...]) -> str:
         '<section><h2>What changed</h2><p class="hint">This code was loaded after you saved '
         f"{shown}{more}.</p></section>"
     )
+
+
+def _crash_note_html(failure: Failure) -> str:
+    """Where a traceback would be: why a crash has none."""
+    if failure.stage != CRASH_STAGE or failure.frames:
+        return ""
+    return f'<p class="where">{html.escape(failure.traceback_text.strip())}</p>'
 
 
 def _output_html(output: tuple[str, ...]) -> str:
