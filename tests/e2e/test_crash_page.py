@@ -8,15 +8,16 @@ signal until the next save, and the app is not imported again in between.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e.test_devpages_cli import HELLO, TAG, _stream
 from tests.e2e.test_reload import (
     MARKER,
+    RELOAD_ARGS,
     app_source,
     assert_stays,
     fetch,
@@ -25,6 +26,8 @@ from tests.e2e.test_reload import (
     wait_served,
     write,
 )
+from tests.e2e.test_ui_modes import json_server, of_type, wait_json
+from tests.helpers import recv_until
 
 #: Counts its imports (one line each in MARKER), says goodbye, then ends the process.
 DYING = """
@@ -68,14 +71,24 @@ def test_exit_at_import_serves_the_crash_page_then_a_fix_reloads(tmp_path: Path)
         assert page.headers["content-type"] == "text/html; charset=utf-8"
         assert "exit code 3" in page.text and "the application crashed" in page.text
         # Live reload is on: the page carries the script, so a good save refreshes it.
-        assert re.search(r'<script src="/__devserve/livereload\.js" data-token="[^"]+"', page.text)
+        tag = TAG.search(page.content)
+        assert tag is not None, page.text
+        port = int(cli.url.rsplit(":", 1)[1].strip("/"))
+        stream = _stream(port, tag.group(1).decode())
         document = answer_in_time(cli.url, JSON).json()
         assert document["type"] == "WorkerCrashed" and document["stage"] == "crash"
         assert "exit code 3" in document["error"]
         text = answer_in_time(cli.url, {})
         assert text.text.startswith("devserve: the application crashed: the worker process")
-        write(tmp_path / "main.py", app_source("fixed"))
+        with stream:
+            hello = recv_until(stream, lambda d: HELLO.search(d) is not None)
+            assert b'"broken": true' in hello
+            write(tmp_path / "main.py", app_source("fixed"))
+            # The crash page drains: its browsers reconnect to the new worker and reload.
+            end = recv_until(stream, lambda d: b"event: bye" in d and d.endswith(b"0\r\n\r\n"))
+            assert b"event: bye" in end
         wait_served(cli, 200, "fixed")
+        cli.wait_for(r"reloaded in \d+ ms \[\w+\] \(main\.py\)")
         assert cli.proc.poll() is None
         assert imports(tmp_path) == 2  # the crash page never imported the app
 
@@ -144,3 +157,15 @@ def test_a_serving_worker_in_a_crash_loop_gets_a_stand_in_during_long_backoffs(
         wait_served(cli, 503, "restarts the application in", timeout_s=4)
         write(tmp_path / "main.py", app_source("v2"))
         wait_served(cli, 200, "v2")
+
+
+def test_with_captured_output_the_page_shows_what_the_worker_last_wrote(tmp_path: Path) -> None:
+    write(tmp_path / "main.py", dying("os._exit(3)"))
+    with json_server(tmp_path, *RELOAD_ARGS) as cli:
+        wait_json(cli, "worker_exited")
+        [exited] = of_type(cli, "worker_exited")
+        assert (exited["code"], exited["has_crash_page"], exited["retry_in_s"]) == (3, True, None)
+        page = answer_in_time(cli.url, HTML)
+        assert page.status_code == 503
+        assert "Last output of the worker" in page.text and "about to die" in page.text
+        assert answer_in_time(cli.url, JSON).json()["output"] == ["about to die"]
