@@ -102,6 +102,8 @@ def test_signal_at_import_names_the_signal(tmp_path: Path, name: str) -> None:
         assert page.status_code == 503
         assert f"killed by {name}" in page.text
         assert f"killed by {name}" in answer_in_time(cli.url, JSON).json()["error"]
+        refused = answer_in_time(cli.url, {"Host": "evil.test", "Accept": "text/html"})
+        assert refused.status_code == 403 and name not in refused.text  # the Host check holds
         assert cli.proc.poll() is None
 
 
