@@ -279,4 +279,6 @@ def _exit_text(event: WorkerExited) -> tuple[str, str]:
     if event.is_expected:
         return "debug", f"worker {event.generation} exited ({how})"
     retry = f"; restarting in {event.retry_in_s:.1f} s" if event.retry_in_s is not None else ""
+    if event.has_crash_page:
+        retry = "; serving the error until the next save"
     return "error", f"worker {event.generation} stopped unexpectedly ({how}){retry}"

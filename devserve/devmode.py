@@ -318,11 +318,15 @@ class DevMode:
 
     def startup_app(self, failure: Failure) -> ASGIApp:
         """The app served while the user's cannot start: every request gets `failure`."""
-        from devserve.pages import choose_format, render_failure  # noqa: PLC0415 - see the imports
+        from devserve.pages import (  # noqa: PLC0415 - see the imports
+            choose_format,
+            render_failure,
+            stage_headline,
+        )
 
         self.is_broken = True
         plain = (
-            f"devserve: the application could not start ({failure.stage}); "
+            f"devserve: {stage_headline(failure.stage)}; "
             "see the terminal. Fix the code and save: devserve reloads by itself.\n"
         ).encode()
 

@@ -233,7 +233,8 @@ class WorkerExited:
     Exactly one of ``code`` (its exit status) and ``signal`` (the name of the signal that
     killed it, e.g. ``"SIGKILL"``) is set. ``is_expected``: it had been told to stop.
     ``retry_in_s``: an unexpected exit is retried after this backoff (None: not retried,
-    another generation is serving).
+    another generation is serving, or the crash is served). ``has_crash_page``: it died
+    before it was ready with no good code serving, and a crash page now answers (#7).
     """
 
     generation: int
@@ -242,6 +243,7 @@ class WorkerExited:
     signal: str | None
     is_expected: bool
     retry_in_s: float | None = None
+    has_crash_page: bool = False
 
 
 @dataclass(frozen=True, slots=True)

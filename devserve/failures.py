@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from devserve.pages import Failure, Frame, RequestSummary
+from devserve.handoff import Crash
+from devserve.pages import CRASH_STAGE, Failure, Frame, RequestSummary
 
 CONTEXT_LINES = 3
 MAX_FRAMES = 60
@@ -155,4 +156,40 @@ def request_summary(scope: Mapping[str, Any]) -> RequestSummary:
         query=bytes(scope.get("query_string", b"")).decode("latin-1"),
         client=f"{client[0]}:{client[1]}" if client else "-",
         headers=headers,
+    )
+
+
+def crash_failure(crash: Crash, *, status: int = 503, changed: tuple[str, ...] = ()) -> Failure:
+    """Describe a worker that died without a Python exception (#7), for the crash page.
+
+    There is no traceback: the process ended by ``os._exit()``, a fatal error in native
+    code or a signal. What it last wrote (when the supervisor read its output) is shown.
+    """
+    verb = f"was killed by {crash.signal}" if crash.signal else f"ended with {crash.how}"
+    if crash.retry_in_s is None:
+        message = f"the worker process {verb} before it was ready"
+        hint = ""
+    else:
+        message = f"the worker process {verb} while serving"
+        hint = (
+            f"devserve restarts the application in {crash.retry_in_s:.1f} s and answers with "
+            "this page meanwhile; a save restarts it at once."
+        )
+    if crash.is_output_read:
+        note = "its last output is below" if crash.output else "it wrote nothing"
+    else:
+        note = "its output went to the terminal devserve runs in"
+    return Failure(
+        status=status,
+        exc_type="WorkerCrashed",
+        message=f"{message} (no Python exception was raised)",
+        frames=(),
+        traceback_text=(
+            f"No Python traceback: worker {crash.generation} {verb} (os._exit(), a fatal "
+            f"error in native code, or a signal); {note}.\n"
+        ),
+        stage=CRASH_STAGE,
+        changed=changed,
+        output=crash.output,
+        hint=hint,
     )

@@ -81,6 +81,8 @@ class ForkServerLauncher:
         self._ready: asyncio.Future[None] | None = None
         self._forks: dict[int, asyncio.Future[int]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
+        #: Exit codes that arrived before `launch` had the pid (a worker dying at once).
+        self._early_exits: dict[int, int] = {}
 
     @property
     def strategy(self) -> str:
@@ -166,8 +168,13 @@ class ForkServerLauncher:
             self._forks.pop(handoff.generation, None)
             self._give_up("the fork server stopped answering")
             return await self.fallback.launch(handoff, pass_fds)
-        exited = self._exits.setdefault(pid, loop.create_future())
-        self._watch_pid(pid, exited)
+        exited: asyncio.Future[int] = loop.create_future()
+        early = self._early_exits.pop(pid, None)
+        if early is not None:  # "forked" and "exited" came in one read: it is already gone
+            exited.set_result(early)
+        else:
+            self._exits[pid] = exited
+            self._watch_pid(pid, exited)
         return WorkerProcess(handoff.generation, pid, exited, "fork")
 
     def _watch_pid(self, pid: int, exited: asyncio.Future[int]) -> None:
@@ -259,11 +266,12 @@ class ForkServerLauncher:
                 future.set_result(int(message["pid"]))  # type: ignore[call-overload]
         elif op == "exited":
             pid = int(message["pid"])  # type: ignore[call-overload]
+            code = int(message["code"])  # type: ignore[call-overload]
             exited = self._exits.pop(pid, None)
             if exited is None:
-                exited = asyncio.get_running_loop().create_future()
-            if not exited.done():
-                exited.set_result(int(message["code"]))  # type: ignore[call-overload]
+                self._early_exits[pid] = code  # `launch` has not seen the pid yet
+            elif not exited.done():
+                exited.set_result(code)
         elif op == "untrusted":
             culprit = str(message["culprit"])
             self.blocklist.add(culprit)

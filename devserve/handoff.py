@@ -8,12 +8,63 @@ and 2, so the app's output reaches the supervisor line by line (`devserve.output
 ``tls`` names the certificate and key; ``tls_listen_fds`` says which listening sockets
 serve TLS with them (with ``--https-port`` one port stays plain). When the builder leaves
 it out, it is read from the URLs: an ``https`` URL is a TLS listener.
+
+``crash``, when set, makes the worker a *crash page* (#7): it never imports the app and
+answers every request with how an earlier generation died before it was ready (exit code
+or signal, its last output lines when the supervisor read them).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """How a worker generation died, for the crash page that stands in for it.
+
+    Exactly one of ``code`` (its exit status) and ``signal`` (e.g. ``"SIGSEGV"``) is set.
+    ``output`` holds its last stdout/stderr lines, when ``is_output_read`` (else they went
+    to the terminal). ``retry_in_s``: the app is restarted after this backoff (None: on the
+    next save).
+    """
+
+    generation: int
+    code: int | None
+    signal: str | None
+    output: tuple[str, ...] = ()
+    is_output_read: bool = False
+    retry_in_s: float | None = None
+
+    @property
+    def how(self) -> str:
+        """``"exit code 3"`` or ``"killed by SIGSEGV"``."""
+        return f"killed by {self.signal}" if self.signal else f"exit code {self.code}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {
+            "generation": self.generation,
+            "code": self.code,
+            "signal": self.signal,
+            "output": list(self.output),
+            "is_output_read": self.is_output_read,
+            "retry_in_s": self.retry_in_s,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Crash:
+        """Inverse of `to_dict`."""
+        return cls(
+            generation=raw["generation"],
+            code=raw["code"],
+            signal=raw["signal"],
+            output=tuple(raw["output"]),
+            is_output_read=raw["is_output_read"],
+            retry_in_s=raw["retry_in_s"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +85,7 @@ class Handoff:
     notice_path: str | None = None
     changed: tuple[str, ...] = ()
     output_fds: tuple[int, int] | None = None
+    crash: Crash | None = None
 
     def __post_init__(self) -> None:
         """Fill `tls_listen_fds` from the URL schemes when it was not given."""
@@ -65,6 +117,7 @@ class Handoff:
                 "notice_path": self.notice_path,
                 "changed": list(self.changed),
                 "output_fds": list(self.output_fds) if self.output_fds else None,
+                "crash": self.crash.to_dict() if self.crash is not None else None,
             }
         )
 
@@ -74,6 +127,7 @@ class Handoff:
         raw = json.loads(text)
         tls = raw.get("tls")
         output = raw.get("output_fds")
+        crash = raw.get("crash")
         return cls(
             config_json=raw["config_json"],
             listen_fds=tuple(raw["listen_fds"]),
@@ -88,4 +142,5 @@ class Handoff:
             notice_path=raw.get("notice_path"),
             changed=tuple(raw.get("changed", ())),
             output_fds=(output[0], output[1]) if output else None,
+            crash=Crash.from_dict(crash) if crash else None,
         )

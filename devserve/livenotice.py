@@ -222,7 +222,7 @@ class BrowserNotices:
                 self.ready.add(event.generation)
             elif isinstance(event, WorkerExited):
                 self.ready.discard(event.generation)
-                if not event.is_expected and event.retry_in_s is None:
+                if not event.is_expected and event.retry_in_s is None and not event.has_crash_page:
                     how = f"exit code {event.code}" if event.code is not None else event.signal
                     text = (
                         f"The new code crashed while starting ({how}); this is still the old code."

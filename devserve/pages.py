@@ -76,8 +76,10 @@ class Failure:
     """What went wrong, ready to render.
 
     ``stage`` is empty for an exception raised while handling a request, else the startup
-    step that failed ("import", "lifespan startup", "exit"). ``changed`` names the files
-    whose change started this worker, when known.
+    step that failed ("import", "lifespan startup", "exit"), or "crash" when the worker
+    process died without an exception (#7). ``changed`` names the files whose change
+    started this worker, when known. ``output`` holds the last lines a crashed worker
+    wrote; ``hint``, when set, replaces the usual "fix the code and save" advice.
     """
 
     status: int
@@ -88,6 +90,19 @@ class Failure:
     stage: str = ""
     request: RequestSummary | None = None
     changed: tuple[str, ...] = ()
+    output: tuple[str, ...] = ()
+    hint: str = ""
+
+
+#: The `Failure.stage` of a worker that died without a Python exception.
+CRASH_STAGE = "crash"
+
+
+def stage_headline(stage: str) -> str:
+    """What the page says happened at `stage` (a startup step or a crash)."""
+    if stage == CRASH_STAGE:
+        return "the application crashed"
+    return f"the application could not start ({stage})"
 
 
 def choose_format(accept: str) -> Format:
@@ -155,6 +170,8 @@ def render_json(failure: Failure) -> str:
         document["request"] = f"{failure.request.method} {failure.request.path}"
     if failure.changed:
         document["changed"] = list(failure.changed)
+    if failure.output:
+        document["output"] = list(failure.output)
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -163,7 +180,9 @@ def render_text(failure: Failure) -> str:
     user = [frame for frame in failure.frames if frame.is_user]
     where = f" at {user[-1].path or user[-1].shown}:{user[-1].lineno}" if user else ""
     if failure.stage:
-        head = f"devserve: the application could not start ({failure.stage}){where}"
+        head = f"devserve: {stage_headline(failure.stage)}{where}"
+        if failure.stage == CRASH_STAGE:
+            head += f": {failure.message}"
     else:
         head = "devserve: the application raised an exception"
         if failure.request is not None:
@@ -173,8 +192,10 @@ def render_text(failure: Failure) -> str:
     if failure.changed:
         lines += [f"after a change to: {', '.join(failure.changed)}", ""]
     lines.append(failure.traceback_text.rstrip("\n"))
+    if failure.output:
+        lines += ["", "Last output of the worker:", *failure.output]
     if failure.stage:
-        lines += ["", "Fix the code and save: devserve reloads by itself."]
+        lines += ["", failure.hint or "Fix the code and save: devserve reloads by itself."]
     return "\n".join(lines) + "\n"
 
 
@@ -191,13 +212,13 @@ def render_html(failure: Failure, *, script: str = "") -> str:
         )
     if failure.stage:
         template = "startup.html"
-        eyebrow = (
-            f"{failure.status} &middot; the application could not start ({esc(failure.stage)})"
-        )
+        eyebrow = f"{failure.status} &middot; {esc(stage_headline(failure.stage))}"
         hint = (
             '<p class="hint"><strong>Fix the code and save.</strong> devserve keeps serving this '
             "page until the next save brings the application back.</p>"
         )
+        if failure.hint:
+            hint = f'<p class="hint">{esc(failure.hint)}</p>'
         title = f"Could not start: {failure.exc_type}"
     else:
         template = "error.html"
@@ -216,7 +237,8 @@ def render_html(failure: Failure, *, script: str = "") -> str:
         where=where,
         hint=hint,
         change=_change_html(failure.changed),
-        frames=frames_html(failure.frames),
+        output=_output_html(failure.output),
+        frames=_crash_note_html(failure) or frames_html(failure.frames),
         request=_request_html(failure.request),
         traceback_text=esc(failure.traceback_text),
         script=script,
@@ -280,6 +302,20 @@ def _change_html(changed: tuple[str, ...]) -> str:
         '<section><h2>What changed</h2><p class="hint">This code was loaded after you saved '
         f"{shown}{more}.</p></section>"
     )
+
+
+def _crash_note_html(failure: Failure) -> str:
+    """Where a traceback would be: why a crash has none."""
+    if failure.stage != CRASH_STAGE or failure.frames:
+        return ""
+    return f'<p class="where">{html.escape(failure.traceback_text.strip())}</p>'
+
+
+def _output_html(output: tuple[str, ...]) -> str:
+    if not output:
+        return ""
+    text = html.escape("\n".join(output))
+    return f'<section><h2>Last output of the worker</h2><pre class="output">{text}</pre></section>'
 
 
 def _request_html(request: RequestSummary | None) -> str:

@@ -14,10 +14,14 @@ phase \\ in  FilesChanged       WorkerReady(pending) WorkerExited           Stop
 SERVING     spawn pending;     (stale: ignore)      live: crash -> backoff stop all
             restart: drain                          draining: forget
             live first
-STARTING    supersede pending  swap: drain live;    pending: crash; live  stop all
-                               -> SERVING           keeps serving
+STARTING    supersede pending  swap: drain live;    pending: crash; a     stop all
+                               -> SERVING           good live keeps
+                                                    serving, else crash
+                                                    page
 RESTARTING  remember files     (stale: ignore)      last drained: spawn   stop all
-BACKOFF     spawn now          (stale: ignore)      draining: forget      stop all
+BACKOFF     spawn now (drop a  crash page stands    draining or crash     stop all
+            starting crash     in until the retry   page: forget
+            page)
 STOPPING    ignore             ignore               last one: -> DONE     kill all
 =========== ================== ==================== ===================== ===============
 
@@ -26,6 +30,17 @@ rule for the current phase raises `PolicyError` naming both.
 
 A crash loop backs off exponentially (0.1 s doubling to 5 s) and the streak resets only
 when files change, so a worker that dies on every start never spins the CPU.
+
+**Crash pages** (#7). A worker that dies *before* it is ready (``os._exit`` or a signal
+at import: nothing Python could report) while no good worker serves is not restarted: the
+user's code would only die again. `SpawnCrashPage` starts an error-only worker that never
+imports the app and answers every request with the crash (a broken generation, as for an
+import error) until the next save spawns real code and swaps it out. With a good worker
+live, that one keeps serving and the crash is only reported. When a worker that *was*
+serving dies with nobody else up, it is still restarted after the backoff; while a
+backoff of `STAND_IN_MIN_S` or more runs, a crash page stands in (shorter ones are over
+before a stand-in would be up), so requests get an answer instead of waiting in the
+backlog. A crash page that dies itself is never replaced by another one.
 """
 
 from __future__ import annotations
@@ -33,12 +48,31 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 from devserve.errors import PolicyError
+from devserve.lifecycle import (
+    Action,
+    BackoffElapsed,
+    FilesChanged,
+    Finished,
+    Input,
+    Kill,
+    ReloadFinished,
+    Spawn,
+    SpawnCrashPage,
+    StartBackoff,
+    StopRequested,
+    Terminate,
+    WorkerCrashed,
+    WorkerExited,
+    WorkerReady,
+)
 
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+#: Shortest backoff during which a crash page serves (see the module docstring).
+STAND_IN_MIN_S = 0.5
 
 
 class Phase(enum.Enum):
@@ -59,109 +93,6 @@ class Strategy(enum.Enum):
     RESTART = "restart"
 
 
-# -- inputs -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FilesChanged:
-    """Files changed (or a reload was asked for: empty ``paths``) at ``at_s``."""
-
-    paths: tuple[str, ...]
-    at_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerReady:
-    """Generation ``generation`` accepts connections (``is_broken``: serving an error)."""
-
-    generation: int
-    at_s: float
-    is_broken: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerExited:
-    """Generation ``generation`` exited with ``code`` (negative: killed by that signal)."""
-
-    generation: int
-    code: int
-
-
-@dataclass(frozen=True, slots=True)
-class StopRequested:
-    """Ctrl+C / SIGTERM (a second one forces)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BackoffElapsed:
-    """The backoff timer started by `StartBackoff` with this ``token`` fired."""
-
-    token: int
-
-
-Input: TypeAlias = FilesChanged | WorkerReady | WorkerExited | StopRequested | BackoffElapsed
-
-# -- actions ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    """Start a worker of this generation."""
-
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class Terminate:
-    """Ask this generation to drain and exit (the supervisor escalates if it does not)."""
-
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class Kill:
-    """Kill this generation now."""
-
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class StartBackoff:
-    """Feed `BackoffElapsed(token)` after ``delay_s``."""
-
-    delay_s: float
-    token: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadFinished:
-    """A reload completed: new code is live (or its failure is being served)."""
-
-    generation: int
-    duration_ms: float
-    paths: tuple[str, ...]
-    is_broken: bool
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerCrashed:
-    """A worker exited without being asked to; ``retry_in_s`` is None when not retried."""
-
-    generation: int
-    code: int
-    retry_in_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """Every worker is gone after a stop: the supervisor may exit."""
-
-
-Action: TypeAlias = (
-    Spawn | Terminate | Kill | StartBackoff | ReloadFinished | WorkerCrashed | Finished
-)
-
-
 @dataclass
 class ReloadPolicy:
     """The lifecycle state machine. Start it with `start`, then `apply` each input."""
@@ -176,6 +107,10 @@ class ReloadPolicy:
     backoff_token: int = 0
     change_paths: tuple[str, ...] = ()
     change_at_s: float | None = None
+    is_live_broken: bool = False
+    #: Generations that are crash pages (error-only workers), until they exit.
+    crash_pages: set[int] = field(default_factory=set)
+    is_first_start: bool = True
 
     def start(self, at_s: float) -> list[Action]:
         """Spawn the first worker."""
@@ -203,6 +138,15 @@ class ReloadPolicy:
         self.phase = Phase.STARTING
         return Spawn(generation)
 
+    def _spawn_crash_page(
+        self, crashed: int, code: int, retry_in_s: float | None = None
+    ) -> SpawnCrashPage:
+        generation = self.next_generation
+        self.next_generation += 1
+        self.pending = generation
+        self.crash_pages.add(generation)
+        return SpawnCrashPage(generation, crashed, code, retry_in_s)
+
     def _drain(self, generation: int | None) -> list[Action]:
         if generation is None:
             return []
@@ -211,6 +155,7 @@ class ReloadPolicy:
 
     def _note_change(self, event: FilesChanged) -> None:
         self.crash_streak = 0
+        self.is_first_start = False
         if self.change_at_s is None:
             self.change_at_s = event.at_s
         self.change_paths = tuple(sorted({*self.change_paths, *event.paths}))
@@ -246,13 +191,20 @@ class ReloadPolicy:
         self.change_paths = ()
         self._note_change(event)
         self.backoff_token += 1  # the running timer is now stale
-        return [self._spawn()]
+        return [*self._drop_pending(), self._spawn()]
+
+    def _drop_pending(self) -> list[Action]:
+        """Drain a crash page that is still starting (a real worker replaces it)."""
+        actions = self._drain(self.pending)
+        self.pending = None
+        return actions
 
     def _ready(self, event: WorkerReady) -> list[Action]:
         if event.generation != self.pending:
             return []
         actions = self._drain(self.live)
         self.live, self.pending = event.generation, None
+        self.is_live_broken = event.is_broken
         self.phase = Phase.SERVING
         started = event.at_s if self.change_at_s is None else self.change_at_s
         actions.append(
@@ -261,30 +213,54 @@ class ReloadPolicy:
                 duration_ms=max(0.0, (event.at_s - started) * 1000.0),
                 paths=self.change_paths,
                 is_broken=event.is_broken,
+                is_first=self.is_first_start,
             )
         )
+        self.is_first_start = False
         self.change_at_s, self.change_paths = None, ()
+        return actions
+
+    def _backoff_ready(self, event: WorkerReady) -> list[Action]:
+        """A crash page standing in during the backoff is up: it serves until the retry."""
+        if event.generation != self.pending:
+            return []
+        actions = self._drain(self.live)
+        self.live, self.pending = event.generation, None
+        self.is_live_broken = True
         return actions
 
     def _ignore(self, _event: Input) -> list[Action]:
         return []
 
     def _exited(self, event: WorkerExited) -> list[Action]:
-        generation = event.generation
+        generation, code = event.generation, event.code
+        was_crash_page = generation in self.crash_pages
+        self.crash_pages.discard(generation)
         if generation in self.draining:
             return self._drained(generation)
         if generation == self.live:
             self.live = None
             if self.phase is Phase.SERVING:
-                return self._crash_and_back_off(generation, event.code)
-            return [WorkerCrashed(generation, event.code, retry_in_s=None)]
+                return self._crash_and_back_off(generation, code, was_crash_page=was_crash_page)
+            return [WorkerCrashed(generation, code, retry_in_s=None)]
         if generation != self.pending:
             return []
         self.pending = None
+        return self._pending_exited(generation, code, was_crash_page=was_crash_page)
+
+    def _pending_exited(self, generation: int, code: int, *, was_crash_page: bool) -> list[Action]:
+        """The starting worker died before it was ready."""
+        if self.phase is Phase.BACKOFF:  # the stand-in died: the timer still runs
+            return [WorkerCrashed(generation, code, retry_in_s=None)]
+        if not was_crash_page and (self.live is None or self.is_live_broken):
+            # Died before it was ready, with no good code serving: show the crash.
+            page = self._spawn_crash_page(generation, code)
+            self.phase = Phase.STARTING
+            return [WorkerCrashed(generation, code, None, has_crash_page=True), page]
         if self.live is None:
-            return self._crash_and_back_off(generation, event.code)
+            return self._crash_and_back_off(generation, code, was_crash_page=True)
         self.phase = Phase.SERVING
-        return [WorkerCrashed(generation, event.code, retry_in_s=None)]
+        return [WorkerCrashed(generation, code, retry_in_s=None)]
 
     def _drained(self, generation: int) -> list[Action]:
         self.draining.discard(generation)
@@ -292,17 +268,25 @@ class ReloadPolicy:
             return [self._spawn()]
         return []
 
-    def _crash_and_back_off(self, generation: int, code: int) -> list[Action]:
+    def _crash_and_back_off(
+        self, generation: int, code: int, *, was_crash_page: bool = False
+    ) -> list[Action]:
         delay_s = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**self.crash_streak)
         self.crash_streak += 1
         self.backoff_token += 1
         self.phase = Phase.BACKOFF
-        return [WorkerCrashed(generation, code, delay_s), StartBackoff(delay_s, self.backoff_token)]
+        actions: list[Action] = [
+            WorkerCrashed(generation, code, delay_s),
+            StartBackoff(delay_s, self.backoff_token),
+        ]
+        if delay_s >= STAND_IN_MIN_S and not was_crash_page:
+            actions.append(self._spawn_crash_page(generation, code, retry_in_s=delay_s))
+        return actions
 
     def _backoff_elapsed(self, event: BackoffElapsed) -> list[Action]:
         if event.token != self.backoff_token:
             return []
-        return [self._spawn()]
+        return [*self._drop_pending(), self._spawn()]
 
     def _stop(self, _event: StopRequested) -> list[Action]:
         actions: list[Action] = []
@@ -319,6 +303,7 @@ class ReloadPolicy:
         return [Kill(generation) for generation in sorted(self.draining)]
 
     def _stopping_exited(self, event: WorkerExited) -> list[Action]:
+        self.crash_pages.discard(event.generation)
         self.draining.discard(event.generation)
         if self.draining:
             return []
@@ -338,7 +323,7 @@ _TABLE: dict[tuple[Phase, type], _Rule] = {
     (_P.SERVING, WorkerReady): ReloadPolicy._ready,
     (_P.STARTING, WorkerReady): ReloadPolicy._ready,
     (_P.RESTARTING, WorkerReady): ReloadPolicy._ignore,
-    (_P.BACKOFF, WorkerReady): ReloadPolicy._ignore,
+    (_P.BACKOFF, WorkerReady): ReloadPolicy._backoff_ready,
     (_P.STOPPING, WorkerReady): ReloadPolicy._ignore,
     (_P.SERVING, WorkerExited): ReloadPolicy._exited,
     (_P.STARTING, WorkerExited): ReloadPolicy._exited,
@@ -356,3 +341,27 @@ _TABLE: dict[tuple[Phase, type], _Rule] = {
     (_P.RESTARTING, BackoffElapsed): ReloadPolicy._ignore,
     (_P.STOPPING, BackoffElapsed): ReloadPolicy._ignore,
 }
+
+__all__ = [
+    "BACKOFF_FIRST_S",
+    "BACKOFF_MAX_S",
+    "STAND_IN_MIN_S",
+    "Action",
+    "BackoffElapsed",
+    "FilesChanged",
+    "Finished",
+    "Input",
+    "Kill",
+    "Phase",
+    "ReloadFinished",
+    "ReloadPolicy",
+    "Spawn",
+    "SpawnCrashPage",
+    "StartBackoff",
+    "StopRequested",
+    "Strategy",
+    "Terminate",
+    "WorkerCrashed",
+    "WorkerExited",
+    "WorkerReady",
+]

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from devserve.handoff import Handoff
 from devserve.regexcache import Pattern
@@ -63,6 +64,31 @@ class WorkerProcess:
         if self._kill_timer is not None:
             self._kill_timer.cancel()
             self._kill_timer = None
+
+
+class Launcher(Protocol):
+    """Starts worker generations (spawn, or fork from a preloaded server)."""
+
+    @property
+    def strategy(self) -> str:
+        """How workers start ("fork" or "spawn"), for reload lines."""
+        ...
+
+    async def launch(self, handoff: Handoff, pass_fds: list[int]) -> WorkerProcess:
+        """Start one worker."""
+        ...
+
+    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
+        """Learn which third-party modules and regular expressions the app uses."""
+        ...
+
+    def prepare_next(self) -> None:
+        """A reload finished: get ready for the next one."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the launcher holds."""
+        ...
 
 
 class SpawnLauncher:

@@ -13,6 +13,11 @@ supervisor-local lifecycle facts (`devserve.events.WorkerStarted`, ``WorkerReady
 ``WorkerDraining``, ``WorkerExited``, ``ChangeDetected``, ``ReloadFinished``), so every
 output mode and the statistics see the same events. With ``capture_output`` each worker's
 stdout and stderr come back through pipes as ``AppOutput`` events (`devserve.outputpipe`).
+
+A worker that dies before it is ready with no good code serving gets a *crash page* in its
+place (`devserve.policy.SpawnCrashPage`): an error-only generation, marked broken, that
+never imports the app and shows the exit code or signal and the last output lines
+(`devserve.crashes`) until the next save.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
 
 from devserve import events as ev
 from devserve.config import Config
+from devserve.crashes import OutputTails, exit_event, wait_drained
 from devserve.events import (
     Event,
     LogLine,
@@ -37,7 +42,7 @@ from devserve.events import (
     StartupFailed,
 )
 from devserve.forklauncher import ForkServerLauncher, default_launcher, parent_death_pipe
-from devserve.handoff import Handoff
+from devserve.handoff import Crash, Handoff
 from devserve.ipc import EventReceiver
 from devserve.livenotice import BrowserNotices
 from devserve.outputpipe import OutputPipes
@@ -52,6 +57,7 @@ from devserve.policy import (
     ReloadFinished,
     ReloadPolicy,
     Spawn,
+    SpawnCrashPage,
     StartBackoff,
     StopRequested,
     Strategy,
@@ -60,8 +66,7 @@ from devserve.policy import (
     WorkerExited,
     WorkerReady,
 )
-from devserve.process import WorkerProcess, become_subreaper, signal_name
-from devserve.regexcache import Pattern
+from devserve.process import Launcher, WorkerProcess, become_subreaper
 from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
 
@@ -69,31 +74,6 @@ Reporter = Callable[[Event], None]
 #: Longest wait, after a worker exited, for the end of its event and output pipes.
 EXIT_DRAIN_S = 0.5
 _BROKEN_AT_START = "the app could not start: requests get the error until a save fixes it"
-
-
-class Launcher(Protocol):
-    """Starts worker generations (spawn, or fork from a preloaded server)."""
-
-    @property
-    def strategy(self) -> str:
-        """How workers start ("fork" or "spawn"), for reload lines."""
-        ...
-
-    async def launch(self, handoff: Handoff, pass_fds: list[int]) -> WorkerProcess:
-        """Start one worker."""
-        ...
-
-    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
-        """Learn which third-party modules and regular expressions the app uses."""
-        ...
-
-    def prepare_next(self) -> None:
-        """A reload finished: get ready for the next one."""
-        ...
-
-    async def close(self) -> None:
-        """Release what the launcher holds."""
-        ...
 
 
 class Supervisor:
@@ -142,6 +122,7 @@ class Supervisor:
         self.broken: set[int] = set()
         self.is_announced = False  # the "serving on URL" line went out
         self.terminated_early: set[int] = set()
+        self.tails = OutputTails(is_read=capture_output)
         self.finished = asyncio.Event()
         self._early: dict[int, list[Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,6 +184,9 @@ class Supervisor:
             match action:
                 case Spawn(generation):
                     self._spawn_task(self._start(generation))
+                case SpawnCrashPage(generation):
+                    self.broken.add(generation)  # it serves an error, like a failed import
+                    self._spawn_task(self._start(generation, self.tails.crash_for(action)))
                 case Terminate(generation):
                     self._terminate(generation)
                 case Kill(generation):
@@ -220,7 +204,7 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------------------
 
-    async def _start(self, generation: int) -> None:
+    async def _start(self, generation: int, crash: Crash | None = None) -> None:
         read_fd, write_fd = os.pipe()
         listen_fds = [listener.sock.fileno() for listener in self.listeners]
         handoff = Handoff(
@@ -232,9 +216,12 @@ class Supervisor:
             generation=generation,
             project_dirs=self.project_dirs,
             tls=self.tls,
+            crash=crash,
             **self.browsers.handoff_fields(),
         )
-        pipes = OutputPipes(generation, self.report) if self.capture_output else None
+        pipes = None
+        if self.capture_output:
+            pipes = OutputPipes(generation, self.tails.observing(generation, self.report))
         if pipes is not None:
             handoff = dataclasses.replace(handoff, output_fds=pipes.write_fds)
         channel_closed = asyncio.Event()
@@ -298,10 +285,7 @@ class Supervisor:
         must come before the exit. The wait is bounded: a child the app forked may hold
         the pipes open.
         """
-        waiters = [asyncio.ensure_future(event.wait()) for event in drained]
-        _, pending = await asyncio.wait(waiters, timeout=EXIT_DRAIN_S)
-        for waiter in pending:
-            waiter.cancel()
+        await wait_drained(drained, EXIT_DRAIN_S)
         self._exited(generation, pid, code)
 
     def _exited(self, generation: int, pid: int, code: int) -> None:
@@ -310,17 +294,9 @@ class Supervisor:
             return
         actions = self.policy.apply(WorkerExited(generation, code))
         crash = next((a for a in actions if isinstance(a, WorkerCrashed)), None)
-        self.report(
-            ev.WorkerExited(
-                generation,
-                pid,
-                code=code if code >= 0 else None,
-                signal=signal_name(-code) if code < 0 else None,
-                is_expected=crash is None,
-                retry_in_s=crash.retry_in_s if crash is not None else None,
-            )
-        )
-        self.execute(actions)
+        self.report(exit_event(generation, pid, code, crash))
+        self.execute(actions)  # a crash page reads this generation's last output lines
+        self.tails.forget(generation)
 
     def _on_worker_event(self, generation: int, event: Event) -> None:
         early = self._early.get(generation)
@@ -349,7 +325,7 @@ class Supervisor:
                 self.report(event)
 
     def _report_reload(self, action: ReloadFinished) -> None:
-        if action.generation == 1:
+        if action.is_first:
             return  # the first start is no reload: WorkerReady says it is up
         self.report(
             ev.ReloadFinished(

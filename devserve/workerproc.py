@@ -12,7 +12,9 @@ write end only the supervisor holds. The worker then
 4. if the app cannot be imported, exits at import (``sys.exit``) or its lifespan startup
    fails, reports `StartupFailed` and serves the "could not start" page on every request
    instead (HTML, JSON or text, `devserve.devmode.DevMode.startup_app`), until replaced:
-   clients get an explanation, never a refused connection.
+   clients get an explanation, never a refused connection;
+5. if the handoff carries a `devserve.handoff.Crash` (an earlier generation died before it
+   was ready, #7), never imports the app: it serves that crash the same way.
 
 Dev mode (`devserve.devmode`) wraps the app in both cases; live reload is on when the
 supervisor handed over its per-run token (and the notice file, `devserve.livenotice`).
@@ -44,8 +46,8 @@ from devserve.config import Config
 from devserve.devmode import DevMode, LiveReload, dev_mode
 from devserve.envfile import apply_env, load_env_file
 from devserve.events import Event, ModulesLoaded, StartupFailed
-from devserve.failures import exception_failure
-from devserve.handoff import Handoff
+from devserve.failures import crash_failure, exception_failure
+from devserve.handoff import Crash, Handoff
 from devserve.ipc import EventSender
 from devserve.regexcache import Pattern, cached_patterns, new_patterns
 from devserve.sockets import Listener
@@ -189,6 +191,23 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
     return app
 
 
+def crash_app(crash: Crash, dev: DevMode | None, changed: tuple[str, ...]) -> Callable[..., Any]:
+    """The app of a crash page: `crash` on every request, in the usual page formats."""
+    page = crash_failure(crash, changed=changed)
+    if dev is not None:
+        return dev.startup_app(page)
+    output = "".join(f"{line}\n" for line in crash.output)
+    failure = StartupFailed(
+        stage=page.stage,
+        exc_type=page.exc_type,
+        message=page.message,
+        traceback=f"{page.message}\n{page.traceback_text}{output}",
+        filename=None,
+        lineno=None,
+    )
+    return error_app(failure)
+
+
 def worker_dev_mode(
     config: Config, handoff: Handoff, emit: Callable[[Event], None]
 ) -> DevMode | None:
@@ -271,6 +290,21 @@ def run(handoff: Handoff, *, started_at: float) -> int:
             ca_certs=config.ssl_ca_certs,
         )
     factory = loop_factory(config.loop)
+
+    def failure_worker(app: Callable[..., Any]) -> Worker:
+        """A worker serving `app` (an error page) in place of the user's."""
+        return Worker(
+            replace(config, lifespan="off"),
+            listeners,
+            emit=emit,
+            ssl_context=ssl_context,
+            started_at=started_at,
+            parent_fd=handoff.parent_fd,
+            stop_signals=RELOAD_STOP_SIGNALS,
+            app=app,
+            dev=dev,
+        )
+
     worker = Worker(
         config,
         listeners,
@@ -283,6 +317,10 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         dev=dev,
     )
     try:
+        if handoff.crash is not None:  # a crash page: the app is never imported
+            return run_coroutine(
+                failure_worker(crash_app(handoff.crash, dev, handoff.changed)).serve(), factory
+            )
         if config.env_file is not None:
             apply_env(load_env_file(config.env_file))
         return run_coroutine(worker.serve(), factory)
@@ -299,18 +337,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
                 shown, dev.classifier, status=503, stage=stage, changed=handoff.changed
             )
             app = dev.startup_app(page)
-        fallback = Worker(
-            replace(config, lifespan="off"),
-            listeners,
-            emit=emit,
-            ssl_context=ssl_context,
-            started_at=started_at,
-            parent_fd=handoff.parent_fd,
-            stop_signals=RELOAD_STOP_SIGNALS,
-            app=app,
-            dev=dev,
-        )
-        run_coroutine(fallback.serve(), factory)
+        run_coroutine(failure_worker(app).serve(), factory)
         return EXIT_STARTUP_FAILURE
     finally:
         sender.close()

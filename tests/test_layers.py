@@ -22,6 +22,8 @@ SUPERVISOR_SIDE = {
     "reloader",
     "supervisor",
     "policy",
+    "lifecycle",
+    "crashes",
     "process",
     "forklauncher",
     "handoff",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from devserve.events import AppErrored, StartupFailed
+from devserve.events import AppErrored, StartupFailed, WorkerExited
 
 
 @dataclass(slots=True)
@@ -119,3 +119,14 @@ def user_frame(error: AppErrored) -> tuple[str, int] | None:
     if not frames:
         return None
     return frames[-1].filename, frames[-1].lineno
+
+
+def crash_notice(event: WorkerExited) -> NoticeLine:
+    """The log line of a worker that died unasked, with what happens next."""
+    how = f"killed by {event.signal}" if event.signal else f"exit code {event.code}"
+    text = f"worker {event.generation} stopped unexpectedly ({how})"
+    if event.has_crash_page:
+        text += "; serving the error until the next save"
+    elif event.retry_in_s is not None:
+        text += f"; restarting in {event.retry_in_s:.1f} s"
+    return NoticeLine("error", text)

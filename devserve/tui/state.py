@@ -57,6 +57,7 @@ from devserve.tui.logitems import (
     OutputLine,
     RequestLine,
     bump,
+    crash_notice,
     same,
     user_frame,
 )
@@ -172,6 +173,7 @@ class DashboardState:
                 self._reload_finished(event)
             case WorkerExited() if not event.is_expected and self.phase is not Phase.STOPPING:
                 self.phase = Phase.CRASHED
+                self._add(crash_notice(event))
             case ServerStopping():
                 self.phase = Phase.STOPPING
             case LogLine():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devserve.forklauncher import ForkServerLauncher
 from devserve.forkserver import ForkServer
 from devserve.handoff import Handoff
 from devserve.regexcache import cached_patterns
@@ -90,3 +92,41 @@ def test_a_fork_request_during_a_preload_is_served_between_two_imports(
                 os.close(fd)
         ours.close()
         theirs.close()
+
+
+def test_a_worker_that_exits_before_launch_returns_is_not_lost() -> None:
+    """The fork server's "forked" and "exited" can arrive in one read (a worker dying at
+    import, #7): the exit must still resolve the worker's future, not wait forever."""
+
+    async def main() -> int:
+        ours, theirs = socket.socketpair()
+        read_fd, write_fd = os.pipe()
+        launcher = ForkServerLauncher(
+            inherit_fds=[], parent_fd=read_fd, project_dirs=[], report=lambda _e: None
+        )
+        ours.setblocking(False)
+        launcher._sock = ours
+        loop = asyncio.get_running_loop()
+        loop.add_reader(ours.fileno(), launcher._readable)
+        handoff = Handoff("{}", (), (), write_fd, read_fd, 1, ())
+        pid = 2**22 + 12345  # no such process: pidfd_open fails, as for one already reaped
+
+        def answer() -> None:
+            loop.remove_reader(theirs.fileno())
+            theirs.recv(65536)
+            forked = {"op": "forked", "generation": 1, "pid": pid}
+            exited = {"op": "exited", "pid": pid, "code": 3}
+            theirs.sendall(b"".join(json.dumps(m).encode() + b"\n" for m in (forked, exited)))
+
+        loop.add_reader(theirs.fileno(), answer)
+        try:
+            worker = await launcher.launch(handoff, [])
+            return await asyncio.wait_for(worker.exited, 2)
+        finally:
+            loop.remove_reader(ours.fileno())
+            for sock in (ours, theirs):
+                sock.close()
+            for fd in (read_fd, write_fd):
+                os.close(fd)
+
+    assert asyncio.run(main()) == 3

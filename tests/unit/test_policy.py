@@ -17,6 +17,7 @@ from devserve.policy import (
     _TABLE,
     BACKOFF_FIRST_S,
     BACKOFF_MAX_S,
+    STAND_IN_MIN_S,
     Action,
     BackoffElapsed,
     FilesChanged,
@@ -27,6 +28,7 @@ from devserve.policy import (
     ReloadFinished,
     ReloadPolicy,
     Spawn,
+    SpawnCrashPage,
     StartBackoff,
     StopRequested,
     Strategy,
@@ -329,26 +331,219 @@ def test_crash_loop_backs_off_exponentially_capped() -> None:
     delays: list[float] = []
     actions = policy.apply(WorkerExited(1, -9))
     for _ in range(9):
-        crashed, timer = actions
+        crashed, timer = actions[:2]
         assert isinstance(crashed, WorkerCrashed)
         assert isinstance(timer, StartBackoff)
         assert crashed.retry_in_s == timer.delay_s
         assert timer.token == policy.backoff_token
         delays.append(timer.delay_s)
-        [spawn] = policy.apply(BackoffElapsed(timer.token))
-        assert isinstance(spawn, Spawn)
-        actions = policy.apply(WorkerExited(spawn.generation, 1))
+        actions = retry_then_crash(policy, timer.token)
     assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0])
     assert max(delays) == BACKOFF_MAX_S
 
 
-def test_crash_of_first_worker_backs_off() -> None:
+def retry_then_crash(policy: ReloadPolicy, token: int) -> list[Action]:
+    """The backoff fires, the retry gets ready (any stand-in drains), then it crashes."""
+    actions = policy.apply(BackoffElapsed(token))
+    spawn = actions[-1]
+    assert isinstance(spawn, Spawn)
+    policy.apply(WorkerReady(spawn.generation, 9.0))
+    for generation in sorted(policy.draining):
+        policy.apply(WorkerExited(generation, 0))
+    return policy.apply(WorkerExited(spawn.generation, 1))
+
+
+def test_a_crash_page_stands_in_only_during_long_backoffs() -> None:
+    policy = serving()
+    actions = policy.apply(WorkerExited(1, 1))
+    pages: list[SpawnCrashPage] = []
+    for _ in range(5):
+        timer = actions[1]
+        assert isinstance(timer, StartBackoff)
+        extra = actions[2:]
+        assert bool(extra) == (timer.delay_s >= STAND_IN_MIN_S), actions
+        pages.extend(a for a in extra if isinstance(a, SpawnCrashPage))
+        actions = retry_then_crash(policy, timer.token)
+    assert [page.retry_in_s for page in pages] == pytest.approx([0.8, 1.6])
+    assert all(page.code == 1 for page in pages)
+
+
+def test_crash_page_stands_in_until_the_retry_swaps_it_out() -> None:
+    policy = serving()
+    policy.crash_streak = 3  # the next backoff is 0.8 s
+    crashed, timer, page = policy.apply(WorkerExited(1, -11))
+    assert crashed == WorkerCrashed(1, -11, 0.8)
+    assert timer == StartBackoff(0.8, 1)
+    assert page == SpawnCrashPage(2, crashed=1, code=-11, retry_in_s=0.8)
+    assert (policy.phase, policy.pending, policy.crash_pages) == (Phase.BACKOFF, 2, {2})
+    assert policy.apply(WorkerReady(2, 1.0, is_broken=True)) == []  # no reload to report
+    assert (policy.phase, policy.live, policy.pending) == (Phase.BACKOFF, 2, None)
+    assert policy.apply(BackoffElapsed(1)) == [Spawn(3)]
+    assert (policy.phase, policy.live, policy.pending) == (Phase.STARTING, 2, 3)
+    [terminate, finished] = policy.apply(WorkerReady(3, 2.0))
+    assert terminate == Terminate(2)
+    assert isinstance(finished, ReloadFinished)
+    assert not finished.is_broken
+    assert not finished.is_first
+    assert policy.apply(WorkerExited(2, 0)) == []
+    assert (policy.phase, policy.live, policy.crash_pages) == (Phase.SERVING, 3, set())
+
+
+def test_retry_that_crashes_before_ready_replaces_the_stand_in_with_its_crash() -> None:
+    policy = serving()
+    policy.crash_streak = 3
+    policy.apply(WorkerExited(1, 7))
+    policy.apply(WorkerReady(2, 1.0, is_broken=True))
+    assert policy.apply(BackoffElapsed(1)) == [Spawn(3)]
+    # The retry dies at import: no more retries until a save, the crash page shows it.
+    assert policy.apply(WorkerExited(3, 3)) == [
+        WorkerCrashed(3, 3, None, has_crash_page=True),
+        SpawnCrashPage(4, crashed=3, code=3),
+    ]
+    [terminate, finished] = policy.apply(WorkerReady(4, 2.0, is_broken=True))
+    assert terminate == Terminate(2)
+    assert isinstance(finished, ReloadFinished)
+    assert finished.is_broken
+
+
+def test_stand_in_still_starting_is_dropped_by_the_retry_or_a_save() -> None:
+    policy = serving()
+    policy.crash_streak = 3
+    policy.apply(WorkerExited(1, 1))
+    assert policy.apply(BackoffElapsed(1)) == [Terminate(2), Spawn(3)]
+    assert (policy.pending, policy.draining) == (3, {2})
+    policy = serving()
+    policy.crash_streak = 3
+    policy.apply(WorkerExited(1, 1))
+    assert policy.apply(FilesChanged(("a.py",), 3.0)) == [Terminate(2), Spawn(3)]
+    assert policy.apply(BackoffElapsed(1)) == []  # stale
+
+
+def test_stand_in_that_dies_is_not_replaced_and_the_timer_still_retries() -> None:
+    policy = serving()
+    policy.crash_streak = 3
+    policy.apply(WorkerExited(1, 1))
+    assert policy.apply(WorkerExited(2, -9)) == [WorkerCrashed(2, -9, None)]  # before ready
+    assert (policy.phase, policy.pending, policy.crash_pages) == (Phase.BACKOFF, None, set())
+    assert policy.apply(BackoffElapsed(1)) == [Spawn(3)]
+    policy = serving()
+    policy.crash_streak = 3
+    policy.apply(WorkerExited(1, 1))
+    policy.apply(WorkerReady(2, 1.0, is_broken=True))
+    assert policy.apply(WorkerExited(2, -9)) == [WorkerCrashed(2, -9, None)]  # while serving
+    assert (policy.phase, policy.live) == (Phase.BACKOFF, None)
+    assert policy.apply(BackoffElapsed(1)) == [Spawn(3)]
+
+
+def test_live_crash_page_that_dies_backs_off_without_another_page() -> None:
+    policy = starting_first()
+    policy.crash_streak = 5  # a long backoff: a real worker would get a stand-in
+    policy.apply(WorkerExited(1, 3))
+    policy.apply(WorkerReady(2, 1.0, is_broken=True))
+    assert policy.apply(WorkerExited(2, -9)) == [
+        WorkerCrashed(2, -9, 3.2),
+        StartBackoff(3.2, 1),
+    ]
+
+
+# -- crash pages (#7) -----------------------------------------------------------------------
+
+
+def test_first_worker_dying_before_ready_serves_a_crash_page_not_a_retry() -> None:
     policy = starting_first()
     assert policy.apply(WorkerExited(1, 3)) == [
-        WorkerCrashed(1, 3, BACKOFF_FIRST_S),
+        WorkerCrashed(1, 3, None, has_crash_page=True),
+        SpawnCrashPage(2, crashed=1, code=3),
+    ]
+    assert (policy.phase, policy.live, policy.pending) == (Phase.STARTING, None, 2)
+    assert policy.crash_streak == 0
+    [finished] = policy.apply(WorkerReady(2, 0.5, is_broken=True))
+    # The first start: nothing to report as a reload (the supervisor warns instead).
+    assert finished == ReloadFinished(2, 500.0, (), is_broken=True, is_first=True)
+    assert (policy.phase, policy.live, policy.is_live_broken) == (Phase.SERVING, 2, True)
+    # No timer, no retry: only a save brings the app back, swapping the page out.
+    assert policy.apply(FilesChanged(("main.py",), 5.0)) == [Spawn(3)]
+    [terminate, finished] = policy.apply(WorkerReady(3, 5.25))
+    assert terminate == Terminate(2)
+    assert finished == ReloadFinished(3, 250.0, ("main.py",), is_broken=False)
+
+
+def test_signal_before_ready_carries_the_negative_code() -> None:
+    policy = starting_first()
+    [crashed, page] = policy.apply(WorkerExited(1, -11))
+    assert crashed == WorkerCrashed(1, -11, None, has_crash_page=True)
+    assert page == SpawnCrashPage(2, crashed=1, code=-11)
+
+
+def test_save_that_crashes_again_replaces_the_crash_page_with_the_new_crash() -> None:
+    policy = starting_first()
+    policy.apply(WorkerExited(1, 3))
+    policy.apply(WorkerReady(2, 0.5, is_broken=True))
+    assert policy.apply(FilesChanged(("main.py",), 5.0)) == [Spawn(3)]
+    assert policy.apply(WorkerExited(3, -9)) == [
+        WorkerCrashed(3, -9, None, has_crash_page=True),
+        SpawnCrashPage(4, crashed=3, code=-9),
+    ]
+    [terminate, finished] = policy.apply(WorkerReady(4, 5.5, is_broken=True))
+    assert terminate == Terminate(2)
+    assert finished == ReloadFinished(4, 500.0, ("main.py",), is_broken=True)
+
+
+def test_crash_before_ready_behind_an_import_error_page_shows_the_crash() -> None:
+    policy = starting()
+    policy.apply(WorkerReady(2, 1.5, is_broken=True))  # an import error is served
+    policy.apply(WorkerExited(1, 0))
+    policy.apply(FilesChanged(("a.py",), 3.0))
+    assert policy.apply(WorkerExited(3, 3)) == [
+        WorkerCrashed(3, 3, None, has_crash_page=True),
+        SpawnCrashPage(4, crashed=3, code=3),
+    ]
+
+
+def test_restart_strategy_crash_with_the_old_worker_stopped_serves_a_crash_page() -> None:
+    policy = restarting()
+    assert policy.apply(WorkerExited(1, 0)) == [Spawn(2)]
+    assert policy.apply(WorkerExited(2, 3)) == [
+        WorkerCrashed(2, 3, None, has_crash_page=True),
+        SpawnCrashPage(3, crashed=2, code=3),
+    ]
+    [finished] = policy.apply(WorkerReady(3, 2.0, is_broken=True))
+    assert finished == ReloadFinished(3, 1000.0, ("a.py",), is_broken=True)
+
+
+def test_crash_page_that_dies_before_ready_backs_off_to_the_real_code() -> None:
+    policy = starting_first()
+    policy.apply(WorkerExited(1, 3))
+    assert policy.apply(WorkerExited(2, -9)) == [
+        WorkerCrashed(2, -9, BACKOFF_FIRST_S),
         StartBackoff(BACKOFF_FIRST_S, 1),
     ]
-    assert (policy.phase, policy.live, policy.pending) == (Phase.BACKOFF, None, None)
+    assert policy.apply(BackoffElapsed(1)) == [Spawn(3)]
+
+
+def test_crash_page_behind_an_import_error_page_that_dies_leaves_the_old_page() -> None:
+    policy = starting()
+    policy.apply(WorkerReady(2, 1.5, is_broken=True))
+    policy.apply(FilesChanged(("a.py",), 3.0))
+    policy.apply(WorkerExited(3, 3))  # crash page 4 starting, import-error page 2 live
+    assert policy.apply(WorkerExited(4, -9)) == [WorkerCrashed(4, -9, None)]
+    assert (policy.phase, policy.live) == (Phase.SERVING, 2)
+
+
+def test_stop_while_a_crash_page_starts_terminates_it() -> None:
+    policy = starting_first()
+    policy.apply(WorkerExited(1, 3))
+    assert policy.apply(StopRequested()) == [Terminate(2)]
+    assert policy.apply(WorkerExited(2, 0)) == [Finished()]
+    assert policy.crash_pages == set()
+
+
+def test_a_save_during_the_first_start_is_a_reload() -> None:
+    policy = starting_first()
+    policy.apply(FilesChanged(("a.py",), 0.5))
+    [finished] = policy.apply(WorkerReady(2, 1.0))
+    assert isinstance(finished, ReloadFinished)
+    assert not finished.is_first
 
 
 def test_stale_backoff_tokens_are_ignored() -> None:
@@ -358,6 +553,7 @@ def test_stale_backoff_tokens_are_ignored() -> None:
     # A save spawns at once: timer 1 is now stale, in any phase.
     assert policy.apply(FilesChanged(("a.py",), 2.0)) == [Spawn(2)]
     assert policy.apply(BackoffElapsed(1)) == []
+    policy.apply(WorkerReady(2, 2.5))
     crashed, timer = policy.apply(WorkerExited(2, 1))
     assert crashed == WorkerCrashed(2, 1, BACKOFF_FIRST_S)
     assert timer == StartBackoff(BACKOFF_FIRST_S, 3)
@@ -372,16 +568,19 @@ def test_files_changed_in_backoff_spawns_now_and_resets_streak() -> None:
     policy = serving()
     actions = policy.apply(WorkerExited(1, 1))
     for _ in range(3):
-        timer = actions[-1]
+        timer = actions[1]
         assert isinstance(timer, StartBackoff)
-        [spawn] = policy.apply(BackoffElapsed(timer.token))
-        assert isinstance(spawn, Spawn)
-        actions = policy.apply(WorkerExited(spawn.generation, 1))
-    assert actions[-1] == StartBackoff(0.8, 4)
-    assert policy.apply(FilesChanged(("a.py",), 9.0)) == [Spawn(5)]
+        actions = retry_then_crash(policy, timer.token)
+    assert actions == [
+        WorkerCrashed(4, 1, 0.8),
+        StartBackoff(0.8, 4),
+        SpawnCrashPage(5, crashed=4, code=1, retry_in_s=0.8),
+    ]
+    assert policy.apply(FilesChanged(("a.py",), 9.0)) == [Terminate(5), Spawn(6)]
     assert policy.crash_streak == 0
-    assert policy.apply(WorkerExited(5, 1)) == [
-        WorkerCrashed(5, 1, BACKOFF_FIRST_S),
+    policy.apply(WorkerReady(6, 9.5))
+    assert policy.apply(WorkerExited(6, 1)) == [
+        WorkerCrashed(6, 1, BACKOFF_FIRST_S),
         StartBackoff(BACKOFF_FIRST_S, 6),
     ]
 
@@ -420,14 +619,14 @@ def test_live_crash_while_starting_waits_for_the_pending_one() -> None:
     assert (policy.phase, policy.live) == (Phase.SERVING, 2)
 
 
-def test_both_crash_while_starting_backs_off() -> None:
+def test_both_crash_while_starting_serves_a_crash_page() -> None:
     policy = starting()
     policy.apply(WorkerExited(1, -9))
     assert policy.apply(WorkerExited(2, 1)) == [
-        WorkerCrashed(2, 1, BACKOFF_FIRST_S),
-        StartBackoff(BACKOFF_FIRST_S, 1),
+        WorkerCrashed(2, 1, None, has_crash_page=True),
+        SpawnCrashPage(3, crashed=2, code=1),
     ]
-    assert policy.phase is Phase.BACKOFF
+    assert (policy.phase, policy.pending) == (Phase.STARTING, 3)
 
 
 def test_draining_exit_while_serving_is_forgotten() -> None:

@@ -206,6 +206,19 @@ def test_phases_follow_the_lifecycle() -> None:
     items = state.take_all()
     assert any(isinstance(i, FailureBlock) for i in items)
     assert any(isinstance(i, NoticeLine) and "reloaded in 25 ms" in i.text for i in items)
+    crash = "worker 3 stopped unexpectedly (exit code 1); restarting in 0.1 s"
+    assert any(isinstance(i, NoticeLine) and i.text == crash for i in items)
+
+
+def test_a_crash_page_is_announced_in_the_log() -> None:
+    state = DashboardState()
+    state.apply(WorkerExited(1, 10, None, "SIGSEGV", is_expected=False, has_crash_page=True), 0)
+    state.apply(WorkerExited(2, 11, 3, None, is_expected=False), 0)
+    texts = [i.text for i in state.take_all() if isinstance(i, NoticeLine)]
+    assert texts == [
+        "worker 1 stopped unexpectedly (killed by SIGSEGV); serving the error until the next save",
+        "worker 2 stopped unexpectedly (exit code 3)",
+    ]
 
 
 def test_cert_trust_is_read_from_the_https_lines() -> None:
