@@ -48,6 +48,7 @@ from devserve.events import (
     WorkerExited,
     WorkerReady,
     WorkerStarted,
+    exit_how,
 )
 from devserve.linesink import LineSink
 from devserve.summary import format_ms, summary_text
@@ -275,7 +276,7 @@ def _files(paths: tuple[str, ...]) -> str:
 
 
 def _exit_text(event: WorkerExited) -> tuple[str, str]:
-    how = f"killed by {event.signal}" if event.signal else f"exit code {event.code}"
+    how = exit_how(event.code, event.signal)
     if event.is_expected:
         return "debug", f"worker {event.generation} exited ({how})"
     retry = f"; restarting in {event.retry_in_s:.1f} s" if event.retry_in_s is not None else ""

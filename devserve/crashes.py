@@ -19,7 +19,7 @@ from devserve import events as ev
 from devserve.events import AppOutput, Event
 from devserve.handoff import Crash
 from devserve.policy import SpawnCrashPage, WorkerCrashed
-from devserve.process import signal_name
+from devserve.process import exit_parts
 
 #: How many of a worker's last output lines a crash page shows.
 TAIL_LINES = 20
@@ -58,11 +58,11 @@ class OutputTails:
 
     def crash_for(self, action: SpawnCrashPage) -> Crash:
         """What the crash page for `action` shows."""
-        code = action.code
+        code, signal = exit_parts(action.code)
         return Crash(
             generation=action.crashed,
-            code=code if code >= 0 else None,
-            signal=signal_name(-code) if code < 0 else None,
+            code=code,
+            signal=signal,
             output=tuple(self._lines.get(action.crashed, ())),
             is_output_read=self.is_read,
             retry_in_s=action.retry_in_s,
@@ -73,11 +73,12 @@ def exit_event(
     generation: int, pid: int, code: int, crash: WorkerCrashed | None
 ) -> ev.WorkerExited:
     """The reported fact of a worker's exit (`crash`: the policy's verdict, if a crash)."""
+    status, signal = exit_parts(code)
     return ev.WorkerExited(
         generation,
         pid,
-        code=code if code >= 0 else None,
-        signal=signal_name(-code) if code < 0 else None,
+        code=status,
+        signal=signal,
         is_expected=crash is None,
         retry_in_s=crash.retry_in_s if crash is not None else None,
         has_crash_page=crash is not None and crash.has_crash_page,

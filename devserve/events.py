@@ -5,8 +5,8 @@
 
 These are the only objects that cross the worker -> supervisor boundary. Each event is a
 past-tense fact with validated fields; `Event` is their union, consumed with ``match`` so
-mypy flags an unhandled kind. `to_wire` / `from_wire` turn an event into a JSON-able dict
-tagged with its class name and back; framing of those dicts is `devserve.ipc`'s job.
+mypy flags an unhandled kind. `devserve.wire` turns an event into a JSON-able dict tagged
+with its class name and back; framing of those dicts is `devserve.ipc`'s job.
 
 In single-process mode the same events feed the access log directly.
 
@@ -20,10 +20,7 @@ output (plain, json, the dashboard) and the statistics see one stream of facts.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from devserve.regexcache import is_pattern
@@ -230,8 +227,9 @@ class WorkerDraining:
 class WorkerExited:
     """Supervisor-local: a worker process ended.
 
-    Exactly one of ``code`` (its exit status) and ``signal`` (the name of the signal that
-    killed it, e.g. ``"SIGKILL"``) is set. ``is_expected``: it had been told to stop.
+    At most one of ``code`` (its exit status) and ``signal`` (the name of the signal that
+    killed it, e.g. ``"SIGKILL"``) is set; neither when the status could not be read.
+    ``is_expected``: it had been told to stop.
     ``retry_in_s``: an unexpected exit is retried after this backoff (None: not retried,
     another generation is serving, or the crash is served). ``has_crash_page``: it died
     before it was ready with no good code serving, and a crash page now answers (#7).
@@ -244,6 +242,13 @@ class WorkerExited:
     is_expected: bool
     retry_in_s: float | None = None
     has_crash_page: bool = False
+
+
+def exit_how(code: int | None, signal: str | None) -> str:
+    """How a worker ended, for people: ``exit code 3``, ``killed by SIGSEGV``, or unknown."""
+    if signal is not None:
+        return f"killed by {signal}"
+    return f"exit code {code}" if code is not None else "exit status unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,83 +323,3 @@ SUPERVISOR_LOCAL: tuple[type[Any], ...] = (
     ReloadFinished,
     AppOutput,
 )
-
-_KINDS: Mapping[str, type[Any]] = MappingProxyType(
-    {
-        cls.__name__: cls
-        for cls in (
-            ServerStarted,
-            RequestCompleted,
-            AppErrored,
-            LogLine,
-            ServerStopping,
-            WebSocketOpened,
-            WebSocketClosed,
-            StartupFailed,
-            ModulesLoaded,
-            EventsDropped,
-            WorkerStarted,
-            WorkerReady,
-            WorkerDraining,
-            WorkerExited,
-            ChangeDetected,
-            ReloadFinished,
-            AppOutput,
-        )
-    }
-)
-
-
-_TUPLE_FIELDS: Mapping[type[Any], tuple[str, ...]] = MappingProxyType(
-    {
-        ServerStarted: ("urls",),
-        ModulesLoaded: ("names",),
-        ChangeDetected: ("files",),
-        ReloadFinished: ("files",),
-    }
-)
-
-
-#: Field names per kind, read once: `dataclasses.asdict` deep-copies and cost 46 us for a
-#: `RequestCompleted`, which a reload worker encodes for every request (now under 3 us).
-_FIELD_NAMES: Mapping[type[Any], tuple[str, ...]] = MappingProxyType(
-    {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in _KINDS.values()}
-)
-_FRAME_FIELDS = tuple(f.name for f in dataclasses.fields(TracebackFrame))
-
-
-def to_wire(event: Event) -> dict[str, Any]:
-    """Return a JSON-able dict for `event`, tagged with its kind under ``"k"``."""
-    kind = type(event)
-    wire = {name: getattr(event, name) for name in _FIELD_NAMES[kind]}
-    if kind is AppErrored:  # the one event holding dataclasses
-        wire["frames"] = [{n: getattr(f, n) for n in _FRAME_FIELDS} for f in wire["frames"]]
-    wire["k"] = kind.__name__
-    return wire
-
-
-def from_wire(wire: Mapping[str, Any]) -> Event:
-    """Rebuild an event from `to_wire` output.
-
-    Raises:
-        ValueError: unknown kind or fields that do not validate.
-    """
-    data = dict(wire)
-    kind = _KINDS.get(str(data.pop("k", "")))
-    if kind is None:
-        msg = f"unknown event kind {wire.get('k')!r}"
-        raise ValueError(msg)
-    try:
-        if kind is AppErrored:
-            data["frames"] = tuple(TracebackFrame(**f) for f in data["frames"])
-        for name in _TUPLE_FIELDS.get(kind, ()):  # JSON has arrays, events hold tuples
-            data[name] = tuple(data[name])
-        if kind is ModulesLoaded:
-            data["patterns"] = tuple(tuple(p) for p in data.get("patterns", ()))
-        if kind is WebSocketOpened and data["client"] is not None:
-            data["client"] = tuple(data["client"])
-        event: Event = kind(**data)
-    except (TypeError, KeyError) as exc:
-        msg = f"invalid {kind.__name__} event: {exc}"
-        raise ValueError(msg) from None
-    return event

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from devserve.config import Config
 from devserve.events import Event, LogLine
 from devserve.handoff import Handoff
-from devserve.process import SpawnLauncher, WorkerProcess
+from devserve.process import UNKNOWN_EXIT, SpawnLauncher, WorkerProcess
 from devserve.regexcache import Pattern
 from devserve.sockets import Listener
 
@@ -37,7 +37,7 @@ FORK_TIMEOUT_S = 5.0
 _STDERR_FD = 2
 #: How long after a forked worker is gone its fork server's "exited" message (the real exit
 #: code) may take; a loaded machine needs far more than the usual millisecond. Past it the
-#: code is reported as unknown (-1).
+#: code is reported as unknown (`UNKNOWN_EXIT`).
 EXIT_MESSAGE_WAIT_S = 2.0
 
 
@@ -181,7 +181,7 @@ class ForkServerLauncher:
         """Notice the worker's exit even if the fork server is gone (Linux pidfd).
 
         The fork server's ``exited`` message carries the exit code; when it does not come
-        shortly after the process is gone, the code is reported as unknown (-1).
+        shortly after the process is gone, the code is reported as unknown (`UNKNOWN_EXIT`).
         """
         if not hasattr(os, "pidfd_open"):
             return
@@ -193,7 +193,7 @@ class ForkServerLauncher:
 
         def unknown_code() -> None:
             if not exited.done():
-                exited.set_result(-1)
+                exited.set_result(UNKNOWN_EXIT)
 
         def gone() -> None:
             loop.remove_reader(pidfd)
@@ -303,7 +303,7 @@ class ForkServerLauncher:
         if not hasattr(os, "pidfd_open"):
             for exited in self._exits.values():
                 if not exited.done():
-                    exited.set_result(-1)
+                    exited.set_result(UNKNOWN_EXIT)
             self._exits.clear()
 
     async def _stop_server(self) -> None:

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from devserve.events import exit_how
+
 
 @dataclass(frozen=True, slots=True)
 class Crash:
@@ -40,8 +42,8 @@ class Crash:
 
     @property
     def how(self) -> str:
-        """``"exit code 3"`` or ``"killed by SIGSEGV"``."""
-        return f"killed by {self.signal}" if self.signal else f"exit code {self.code}"
+        """``"exit code 3"``, ``"killed by SIGSEGV"`` (see `devserve.events.exit_how`)."""
+        return exit_how(self.code, self.signal)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""

@@ -3,7 +3,7 @@
 Frame format (one frame carries a batch of events)::
 
     +----------------------+-------------------------------------------+
-    | length: u32 big end. | JSON array of `devserve.events.to_wire()` |
+    | length: u32 big end. | JSON array of `devserve.wire.to_wire()` |
     +----------------------+-------------------------------------------+
 
 `FrameEncoder`/`FrameDecoder` are pure. `FrameDecoder` refuses frames larger than
@@ -30,7 +30,8 @@ import struct
 from collections.abc import Callable
 
 from devserve.errors import FrameTooLarge, IPCError
-from devserve.events import Event, EventsDropped, ServerStarted, StartupFailed, from_wire, to_wire
+from devserve.events import Event, EventsDropped, ServerStarted, StartupFailed
+from devserve.wire import from_wire, to_wire
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 1024 * 1024

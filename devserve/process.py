@@ -147,6 +147,22 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+#: A worker's exit status that could not be read (it is gone but nobody reported how):
+#: neither a status (>= 0) nor a signal (-1 would read as SIGHUP).
+UNKNOWN_EXIT = -256
+
+
+def exit_parts(code: int) -> tuple[int | None, str | None]:
+    """Split a returncode into (status, signal name).
+
+    ``3`` gives ``(3, None)``, ``-9`` gives ``(None, "SIGKILL")``, `UNKNOWN_EXIT` gives
+    ``(None, None)``.
+    """
+    if code >= 0:
+        return code, None
+    return None, (None if code == UNKNOWN_EXIT else signal_name(-code))
+
+
 def signal_name(number: int) -> str:
     """``SIGKILL`` for 9; ``signal 99`` for a number with no name."""
     try:

@@ -66,7 +66,7 @@ from devserve.policy import (
     WorkerExited,
     WorkerReady,
 )
-from devserve.process import Launcher, WorkerProcess, become_subreaper
+from devserve.process import UNKNOWN_EXIT, Launcher, WorkerProcess, become_subreaper
 from devserve.sockets import Listener
 from devserve.watch import ChangeBatch
 
@@ -241,7 +241,7 @@ class Supervisor:
                 pipes.close()
             self._early.pop(generation, None)
             self.report(LogLine("error", f"could not start a worker: {exc}"))
-            self._exited(generation, -1, -1)
+            self._exited(generation, -1, UNKNOWN_EXIT)  # no pid either
             return
         os.close(write_fd)
         if pipes is not None:
@@ -272,7 +272,7 @@ class Supervisor:
             worker.forget_timer()
         self.broken.discard(generation)
         self.terminated_early.discard(generation)
-        code = future.result() if not future.cancelled() else -1
+        code = future.result() if not future.cancelled() else UNKNOWN_EXIT
         self._spawn_task(self._after_exit(generation, pid, code, drained))
 
     async def _after_exit(

@@ -29,6 +29,7 @@ SUPERVISOR_SIDE = {
     "handoff",
     "ipc",
     "events",
+    "wire",
     "regexcache",
     "watch",
     "watchplan",

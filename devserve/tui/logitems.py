@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from devserve.events import AppErrored, StartupFailed, WorkerExited
+from devserve.events import AppErrored, StartupFailed, WorkerExited, exit_how
 
 
 @dataclass(slots=True)
@@ -123,7 +123,7 @@ def user_frame(error: AppErrored) -> tuple[str, int] | None:
 
 def crash_notice(event: WorkerExited) -> NoticeLine:
     """The log line of a worker that died unasked, with what happens next."""
-    how = f"killed by {event.signal}" if event.signal else f"exit code {event.code}"
+    how = exit_how(event.code, event.signal)
     text = f"worker {event.generation} stopped unexpectedly ({how})"
     if event.has_crash_page:
         text += "; serving the error until the next save"

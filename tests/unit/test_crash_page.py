@@ -19,6 +19,7 @@ from devserve.handoff import Crash, Handoff
 from devserve.livenotice import BrowserNotices, read_notices
 from devserve.pages import render_failure
 from devserve.policy import SpawnCrashPage, WorkerCrashed
+from devserve.process import UNKNOWN_EXIT
 from devserve.workerproc import crash_app
 
 EXITED = Crash(generation=1, code=3, signal=None, output=("about to <die>",), is_output_read=True)
@@ -154,6 +155,17 @@ def test_exit_events_and_their_lines(crash: WorkerCrashed | None, expected: str)
     assert lifecycle_text(event)[1] == expected
     killed = exit_event(2, 77, -int(signal.SIGSEGV), crash)
     assert (killed.code, killed.signal) == (None, "SIGSEGV")
+
+
+def test_an_unreadable_exit_status_is_unknown_not_sighup() -> None:
+    event = exit_event(2, 77, UNKNOWN_EXIT, WorkerCrashed(2, UNKNOWN_EXIT, 0.4))
+    assert (event.code, event.signal) == (None, None)
+    assert lifecycle_text(event)[1] == (
+        "worker 2 stopped unexpectedly (exit status unknown); restarting in 0.4 s"
+    )
+    hup = exit_event(2, 77, -int(signal.SIGHUP), None)
+    assert (hup.code, hup.signal) == (None, "SIGHUP")  # a real SIGHUP is still one
+    assert Crash(2, None, None).how == "exit status unknown"
 
 
 def test_wait_drained_is_bounded() -> None:

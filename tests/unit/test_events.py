@@ -1,4 +1,4 @@
-"""Tests for devserve.events: wire round trips and field validation."""
+"""Tests for devserve.events and devserve.wire: wire round trips and field validation."""
 
 from __future__ import annotations
 
@@ -29,9 +29,8 @@ from devserve.events import (
     WorkerExited,
     WorkerReady,
     WorkerStarted,
-    from_wire,
-    to_wire,
 )
+from devserve.wire import from_wire, to_wire
 
 
 def _request(**changes: Any) -> RequestCompleted:
