@@ -72,6 +72,10 @@ RSS_DEADLINE = 120.0
 RSS_SETTLE = 0.5
 REQUEST_TIMEOUT = 5.0
 SERVERS = ("devserve", "uvicorn")
+#: Cold starts run pinned to SERVER_CPU like everything else, unless `main` is told
+#: ``--cold-unpinned`` (a supervisor and the processes it starts may then use both cores,
+#: as they would on a developer's machine).
+COLD_PINNED = [True]
 #: Extra arguments per server, set once by `main` (``--reload``).
 MODE_ARGS: dict[str, list[str]] = {name: [] for name in SERVERS}
 RELOAD_ARGS = {
@@ -159,9 +163,11 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(name: str, port: int, log: IO[str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Spawn server ``name`` pinned to SERVER_CPU in its own session; always stop it."""
-    argv = ["taskset", "-c", SERVER_CPU, *server_argv(name, port)]
+def running_server(
+    name: str, port: int, log: IO[str], *, pinned: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Spawn server ``name`` (pinned to SERVER_CPU) in its own session; always stop it."""
+    argv = [*(["taskset", "-c", SERVER_CPU] if pinned else []), *server_argv(name, port)]
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
     )
@@ -288,7 +294,9 @@ def send_requests(port: int, count: int) -> tuple[int, int]:
     return sent, failures
 
 
-def with_server(name: str, body: Callable[[subprocess.Popen[bytes], int, float], Any]) -> Any:
+def with_server(
+    name: str, body: Callable[[subprocess.Popen[bytes], int, float], Any], *, pinned: bool = True
+) -> Any:
     """Start ``name`` on a free port, wait for its first 200, run ``body``, always stop it.
 
     ``body`` gets the process, the port and the cold-start time in seconds.
@@ -296,7 +304,7 @@ def with_server(name: str, body: Callable[[subprocess.Popen[bytes], int, float],
     port = free_port()
     with tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log") as log:
         started = time.perf_counter()
-        with running_server(name, port, log) as proc:
+        with running_server(name, port, log, pinned=pinned) as proc:
             ready = wait_ready(proc, port, started, log)
             return body(proc, port, ready)
 
@@ -319,7 +327,7 @@ def throughput_round(name: str, duration: int) -> WrkResult:
 
 def cold_start(name: str) -> float:
     """Return milliseconds from spawning server ``name`` to its first 200 response."""
-    ready: float = with_server(name, lambda _proc, _port, ready: ready)
+    ready: float = with_server(name, lambda _proc, _port, ready: ready, pinned=COLD_PINNED[0])
     return ready * 1000.0
 
 
@@ -466,6 +474,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reload", action="store_true", help="run both servers under --reload (skips RSS)"
     )
+    parser.add_argument(
+        "--cold-unpinned", action="store_true", help="cold starts may use every CPU"
+    )
     args = parser.parse_args(argv)
     for name in ("rounds", "duration", "cold_runs", "rss_runs"):
         if not 1 <= getattr(args, name) <= 1000:
@@ -486,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stderr if args.json else sys.stdout
     if args.reload:
         MODE_ARGS.update(RELOAD_ARGS)
+    COLD_PINNED[0] = not args.cold_unpinned
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)

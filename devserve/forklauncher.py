@@ -21,10 +21,15 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 
 from devserve.config import Config
+from devserve.earlyfork import (
+    SpawnedForkServer,
+    fork_server_fds,
+    spawn_fork_server,
+    uses_fork_server,
+)
 from devserve.events import Event, LogLine
 from devserve.handoff import Handoff
 from devserve.process import UNKNOWN_EXIT, SpawnLauncher, WorkerProcess
@@ -89,48 +94,26 @@ class ForkServerLauncher:
         """How workers start now: "fork" while the fork server is trusted, else "spawn"."""
         return "spawn" if self.is_disabled else "fork"
 
-    def spawn(self) -> None:
-        """Start the fork server's process now, without waiting for it (`start` waits).
-
-        ``devserve --reload`` calls this as soon as the sockets are bound, before the
-        supervisor imports the rest of itself, so that the two interpreters boot side by
-        side: the fork server's start-up is most of the way to the first worker.
-        """
+    def adopt(self, spawned: SpawnedForkServer) -> None:
+        """Use a fork server already started (`devserve.earlyfork`); `start` waits for it."""
         if self.is_disabled or self._proc is not None:
+            spawned.stop()
             return
-        ours, theirs = socket.socketpair()
-        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-            [
-                sys.executable,
-                "-m",
-                "devserve.forkserver",
-                str(theirs.fileno()),
-                str(self.parent_fd),
-                json.dumps(self.project_dirs),
-            ],
-            pass_fds=(theirs.fileno(), *self.inherit_fds),
-            stdin=subprocess.DEVNULL,
-            stdout=_STDERR_FD if self.is_stdout_captured else None,
-        )
-        theirs.close()
-        ours.setblocking(False)
-        self._sock, self._buffer = ours, b""
-
-    def abandon(self) -> None:
-        """Stop a fork server that `spawn` started, before any event loop (start-up failed)."""
-        proc, self._proc = self._proc, None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
+        self._proc, self._sock, self._buffer = spawned.proc, spawned.sock, b""
 
     async def start(self) -> None:
-        """Start the fork server (unless `spawn` did) and wait until it is ready."""
+        """Start the fork server (unless one was adopted) and wait until it is ready."""
         if self.is_disabled:
             return
-        self.spawn()
+        if self._proc is None:
+            self.adopt(
+                spawn_fork_server(
+                    inherit_fds=self.inherit_fds,
+                    parent_fd=self.parent_fd,
+                    project_dirs=self.project_dirs,
+                    stdout_to_stderr=self.is_stdout_captured,
+                )
+            )
         if self._sock is None:
             return
         loop = asyncio.get_running_loop()
@@ -326,13 +309,6 @@ class ForkServerLauncher:
         asyncio.get_running_loop().create_task(self._stop_server())
 
 
-def parent_death_pipe() -> tuple[int, int]:
-    """A (read, write) pipe: children inherit the read end and exit when it reads EOF."""
-    read_fd, write_fd = os.pipe()
-    os.set_inheritable(read_fd, True)
-    return read_fd, write_fd
-
-
 def default_launcher(
     config: Config,
     listeners: list[Listener],
@@ -340,14 +316,21 @@ def default_launcher(
     *,
     report: Callable[[Event], None],
     capture_output: bool,
+    spawned: SpawnedForkServer | None = None,
 ) -> ForkServerLauncher | SpawnLauncher:
-    """The preloaded fork server where it can work (``--reload-preload``, POSIX), else spawn."""
-    if not config.reload_preload or not hasattr(os, "fork"):
+    """The preloaded fork server where it can work (``--reload-preload``, POSIX), else spawn.
+
+    ``spawned``: the fork server `devserve.earlyfork` already started for it, adopted.
+    """
+    if not uses_fork_server(config):
         return SpawnLauncher()
-    return ForkServerLauncher(
-        inherit_fds=[*(listener.sock.fileno() for listener in listeners), parent_read],
+    launcher = ForkServerLauncher(
+        inherit_fds=fork_server_fds(listeners, parent_read),
         parent_fd=parent_read,
         project_dirs=config.project_dirs,
         report=report,
         is_stdout_captured=capture_output,
     )
+    if spawned is not None:
+        launcher.adopt(spawned)
+    return launcher

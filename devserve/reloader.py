@@ -6,25 +6,30 @@ the supervisor side of the map (`tests/test_layers.py` checks the whole import c
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devserve.config import Config
+from devserve.earlyfork import (
+    fork_server_fds,
+    parent_death_pipe,
+    spawn_fork_server,
+    uses_fork_server,
+)
 from devserve.errors import CertificateError
-from devserve.forklauncher import ForkServerLauncher, default_launcher, parent_death_pipe
-from devserve.process import become_subreaper
-from devserve.reporting import Session, open_session
 from devserve.sockets import bind_listeners, prepare_tls
 from devserve.uimode import resolve_for_terminal
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from devserve.reporting import Session
     from devserve.watch import ChangeBatch, WatchSettings
 
-# The supervisor, the watcher and the live-reload notices are imported once the fork server
-# is on its way (`run_reload`): the two interpreters then boot side by side.
+# Everything else (asyncio, the output, the supervisor, the watcher) is imported once the
+# fork server is on its way (`run_reload`): the two interpreters then boot side by side.
 
 EXIT_RUNTIME_FAILURE = 1
 DEPENDENCY_FILES = (
@@ -77,30 +82,40 @@ async def _batches(
 def run_reload(config: Config, environ: Mapping[str, str]) -> int:
     """Run the supervisor for `config`; return the exit code."""
     listeners = bind_listeners(config, is_tls=config.is_tls)
-    become_subreaper()  # before the fork server exists: its orphans must come to us
     parent_pipe = parent_death_pipe()
-    # The fork server boots while the rest of the supervisor is imported and set up; it
-    # reports nothing before `Supervisor.run`, by which time `reporter` exists.
-    launcher = default_launcher(
-        config,
-        listeners,
-        parent_pipe[0],
-        report=lambda event: reporter(event),  # noqa: PLW0108 - bound late, on purpose
-        capture_output=resolve_for_terminal(config.ui, environ) != "plain",  # as the session
-    )
-    if isinstance(launcher, ForkServerLauncher):
-        launcher.spawn()
+    captures_output = resolve_for_terminal(config.ui, environ) != "plain"  # as the session's
+    spawned = None
+    if uses_fork_server(config):
+        spawned = spawn_fork_server(
+            inherit_fds=fork_server_fds(listeners, parent_pipe[0]),
+            parent_fd=parent_pipe[0],
+            project_dirs=config.project_dirs,
+            stdout_to_stderr=captures_output,
+        )
+    import asyncio  # noqa: PLC0415 - see the imports
+
+    from devserve.forklauncher import default_launcher  # noqa: PLC0415
+    from devserve.reporting import open_session  # noqa: PLC0415
+    from devserve.supervisor import Supervisor  # noqa: PLC0415
+
     reporter = open_session(config, environ, is_batched=True)
     try:
         tls = prepare_tls(config, reporter)  # once: workers only load the files
     except CertificateError as exc:
         print(f"devserve: error: {exc}", file=sys.stderr)
-        if isinstance(launcher, ForkServerLauncher):
-            launcher.abandon()
+        if spawned is not None:
+            spawned.stop()
         for listener in listeners:
             listener.sock.close()
         return EXIT_RUNTIME_FAILURE
-    from devserve.supervisor import Supervisor  # noqa: PLC0415 - see the imports
+    launcher = default_launcher(
+        config,
+        listeners,
+        parent_pipe[0],
+        report=reporter,
+        capture_output=reporter.captures_output,
+        spawned=spawned,
+    )
 
     settings = watch_settings(config)
 

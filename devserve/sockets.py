@@ -21,10 +21,13 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devserve.config import Config
 from devserve.errors import CertificateError, DevserveError
-from devserve.events import Event, LogLine
+
+if TYPE_CHECKING:
+    from devserve.events import Event
 
 _PRIVILEGED_PORT = 1024
 
@@ -174,7 +177,7 @@ def bind_listeners(config: Config, *, is_tls: bool) -> list[Listener]:
     return [plain, secure]
 
 
-Report = Callable[[Event], None]
+Report = Callable[["Event"], None]
 
 
 def prepare_tls(config: Config, report: Report) -> tuple[str, str] | None:
@@ -201,6 +204,7 @@ def prepare_tls(config: Config, report: Report) -> tuple[str, str] | None:
     if not config.https or config.cert_dir is None:
         return None
     from devserve import certs, certstore, trust  # noqa: PLC0415 - HTTPS users only
+    from devserve.events import LogLine  # noqa: PLC0415 - keeps --reload's first steps light
 
     cert_dir = Path(config.cert_dir)
     try:

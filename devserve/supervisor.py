@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from devserve import events as ev
 from devserve.config import Config
 from devserve.crashes import OutputTails, exit_event, wait_drained
+from devserve.earlyfork import parent_death_pipe
 from devserve.events import (
     Event,
     LogLine,
@@ -41,7 +42,7 @@ from devserve.events import (
     ServerStopping,
     StartupFailed,
 )
-from devserve.forklauncher import ForkServerLauncher, default_launcher, parent_death_pipe
+from devserve.forklauncher import ForkServerLauncher, default_launcher
 from devserve.handoff import Crash, Handoff
 from devserve.ipc import EventReceiver
 from devserve.livenotice import BrowserNotices

@@ -26,6 +26,7 @@ SUPERVISOR_SIDE = {
     "crashes",
     "process",
     "forklauncher",
+    "earlyfork",
     "handoff",
     "ipc",
     "events",
