@@ -61,6 +61,7 @@ WORKER_SIDE = {
     "wssettings",
     "lifespan",
     "appload",
+    "warmup",
     "devmode",
     "failures",
 }
