@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.e2e.test_reload import (
     RELOAD_ARGS,
@@ -99,53 +98,3 @@ def test_broken_at_start_still_says_where_it_serves_then_recovers(tmp_path: Path
         wait_served(cli, 503, "SyntaxError")
         write(tmp_path / "main.py", app_source("v1"))
         wait_served(cli, 200, "v1")
-
-
-FASTAPI_APP = """\
-from pathlib import Path
-
-from fastapi import APIRouter, FastAPI, Request
-
-CALLS = Path(__file__).with_name("calls.log")
-VERSION = "{version}"
-app = FastAPI()
-router = APIRouter(prefix="/api")
-
-
-@app.middleware("http")
-async def log_paths(request: Request, call_next):
-    with CALLS.open("a") as calls:
-        calls.write(repr(request.url.path) + "\\n")
-    return await call_next(request)
-
-
-@app.get("/")
-def state() -> dict[str, object]:
-    # Declared before the include: routing stops here, so only a warm-up built the rest.
-    included = [r for r in app.router.routes if hasattr(r, "_effective_candidates_version")]
-    return {{"version": VERSION, "built": [r._effective_candidates_version for r in included]}}
-
-
-@router.get("/items")
-def items() -> list[int]:
-    with CALLS.open("a") as calls:
-        calls.write("items handler\\n")
-    return [1]
-
-
-app.include_router(router)
-"""
-
-
-def test_a_fastapi_worker_is_warmed_up_without_running_the_app(tmp_path: Path) -> None:
-    write(tmp_path / "main.py", FASTAPI_APP.format(version="v1"))
-    with reload_server(tmp_path) as cli:
-        body = wait_served(cli, 200, '"v1"')
-        if '"built":[]' in body:
-            pytest.skip("this FastAPI builds its included routes eagerly")
-        assert '"built":[null]' not in body, body  # the first request found them built
-        write(tmp_path / "main.py", FASTAPI_APP.format(version="v2"))
-        body = wait_served(cli, 200, '"v2"')
-        assert '"built":[null]' not in body, body
-        calls = (tmp_path / "calls.log").read_text().splitlines()
-        assert calls and set(calls) == {"'/'"}, calls  # no warm-up request, no handler run
