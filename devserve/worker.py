@@ -43,7 +43,6 @@ from devserve.lifespan import Lifespan, StartupFailed
 from devserve.server import HttpProtocol, ServerContext
 from devserve.sockets import Listener
 from devserve.tlssniff import TLSAcceptor
-from devserve.warmup import warm_up
 from devserve.wssettings import WebSocketSettings
 
 _T = TypeVar("_T")
@@ -182,7 +181,6 @@ class Worker:
         self.emit(ServerStarted(pid=os.getpid(), urls=urls, app=config.app, startup_ms=ready_ms))
         if self.on_ready is not None:
             self.on_ready()
-        warm_up(app)  # while the supervisor swaps: see devserve.warmup
         await self.stop_requested.wait()
         await self._shutdown(servers, ctx, lifespan)
         return 0

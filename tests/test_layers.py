@@ -61,7 +61,6 @@ WORKER_SIDE = {
     "wssettings",
     "lifespan",
     "appload",
-    "warmup",
     "devmode",
     "failures",
 }
