@@ -67,6 +67,9 @@ _MADV_POPULATE_WRITE = 23
 #: reservation a library made and barely uses (BLAS buffers, arenas) must not be committed.
 POPULATE_MAX_BYTES = 64 * 1024 * 1024
 POPULATE_MIN_RESIDENT = 0.5
+#: At most this much is copied in all (the reload bench's FastAPI app needs about 8 MB): a
+#: process that preloaded a large library keeps sharing the rest with the fork server.
+POPULATE_BUDGET_BYTES = 32 * 1024 * 1024
 
 
 def shared_writable_ranges(smaps: str) -> list[tuple[int, int]]:
@@ -110,7 +113,9 @@ def shared_writable_ranges(smaps: str) -> list[tuple[int, int]]:
 
 
 def populate_shared_pages() -> int:
-    """Copy the pages still shared with the fork server into this process; return a count.
+    """Copy pages still shared with the fork server (`POPULATE_BUDGET_BYTES` at most) now.
+
+    Returns how many mappings were copied.
 
     Linux only (``MADV_POPULATE_WRITE``, 5.14 or later); elsewhere, or when anything fails,
     nothing happens and the pages are copied as they are written, as before.
@@ -123,10 +128,13 @@ def populate_shared_pages() -> int:
     except (OSError, AttributeError):
         return 0
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    done = 0
+    done, budget = 0, POPULATE_BUDGET_BYTES
     for start, end in shared_writable_ranges(smaps):
+        if end - start > budget:
+            continue
         if madvise(start, end - start, _MADV_POPULATE_WRITE) == 0:
             done += 1
+            budget -= end - start
     return done
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devserve import spare
 from devserve.spare import POPULATE_MAX_BYTES, populate_shared_pages, shared_writable_ranges
 
 
@@ -49,30 +51,53 @@ def test_only_shared_private_writable_mostly_resident_mappings_are_picked() -> N
     assert shared_writable_ranges("") == []
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's MADV_POPULATE_WRITE")
-def test_a_forked_child_copies_what_it_shares_and_carries_on() -> None:
+def in_child(report: Callable[[], str]) -> str:
+    """Run `report` in a forked child; return what it returned (the child must exit 0)."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         code = 1
         try:
             os.close(read_fd)
-            smaps = Path("/proc/self/smaps")
-            picked = len(shared_writable_ranges(smaps.read_text()))
-            done = populate_shared_pages()
-            left = len(shared_writable_ranges(smaps.read_text()))
-            os.write(write_fd, f"{picked} {done} {left}".encode())
+            os.write(write_fd, report().encode())
             code = 0
         finally:
             os._exit(code)
     os.close(write_fd)
     try:
         with os.fdopen(read_fd, "rb") as reader:
-            picked, done, left = (int(n) for n in reader.read().split())
+            text = reader.read().decode()
     finally:
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    return text
+
+
+def populate_and_count() -> str:
+    smaps = Path("/proc/self/smaps")
+    picked = len(shared_writable_ranges(smaps.read_text()))
+    done = populate_shared_pages()
+    left = len(shared_writable_ranges(smaps.read_text()))
+    return f"{picked} {done} {left}"
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Linux's MADV_POPULATE_WRITE"
+)
+
+
+@linux_only
+def test_a_forked_child_copies_what_it_shares_and_carries_on() -> None:
+    picked, done, left = (int(n) for n in in_child(populate_and_count).split())
     assert picked > 0  # a fresh child shares the parent's heap
     if done == 0:
         pytest.skip("this kernel has no MADV_POPULATE_WRITE (Linux < 5.14)")
     assert left <= picked - done  # what it copied is no longer shared
+
+
+@linux_only
+def test_nothing_is_copied_beyond_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spare, "POPULATE_BUDGET_BYTES", 0)
+    picked, done, left = (int(n) for n in in_child(populate_and_count).split())
+    assert picked > 0
+    assert (done, left) == (0, picked)
