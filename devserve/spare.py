@@ -52,7 +52,8 @@ def copy_heap_pages() -> None:
     object copies those pages before the save instead of during the import (2250 -> 850
     faults importing the reload bench's FastAPI app, about 5 ms of CPU; about 15 MB more
     private memory in the worker). `populate_shared_pages` then copies the rest (untracked
-    objects: strings, code, the allocator's own pages).
+    objects: strings, code, the allocator's own pages): about 2 ms less CPU importing that
+    app, and about 12 MB more private memory again (33 instead of 22 MB in that worker).
     """
     gc.unfreeze()
     objects = gc.get_objects()
