@@ -291,7 +291,7 @@ OPTIONS = [
         type=float,
         default=0.005,
         show_default=True,
-        help="Quiet period in seconds that groups a burst of changes into one reload.",
+        help="Quiet period in seconds a burst of changes to several files waits for: one reload.",
     ),
     _opt(
         "--reload-strategy",

@@ -307,6 +307,28 @@ def test_two_hundred_files_saved_at_once_reload_once(tmp_path: Path) -> None:
         assert " ..." in line  # 200 paths, the first three named
 
 
+def test_several_files_saved_together_reload_once_with_the_default_quiet_period(
+    tmp_path: Path,
+) -> None:
+    # A one-file save is handled after one 2 ms watcher step; several files saved together
+    # ("save all", a formatter, a checkout) must still wait for the quiet period and be one
+    # reload. Each new text is written under a name the watcher ignores first, then moved
+    # onto its module in a tight loop, as editors and git do.
+    names = [f"mod{index}" for index in range(10)]
+    for name in names:
+        write(tmp_path / "pkg" / f"{name}.py", "VALUE = 1\n")
+    write(tmp_path / "pkg" / "__init__.py", "".join(f"from . import {n}\n" for n in names))
+    write(tmp_path / "main.py", app_source("v1", prelude="import pkg"))
+    with reload_server(tmp_path, "--reload-delay", "0.005") as cli:  # the default (last wins)
+        assert fetch(cli.url) == (200, "v1")
+        for name in names:
+            write(tmp_path / "pkg" / f"{name}.py.new", "VALUE = 2\n")
+        for name in names:
+            os.replace(tmp_path / "pkg" / f"{name}.py.new", tmp_path / "pkg" / f"{name}.py")
+        wait_reloads(cli, 1)
+        assert_stays(lambda: reloads(cli) == 1 and imports(tmp_path) == 2, 1.0)
+
+
 # -- what is (not) watched ------------------------------------------------------------------
 
 IGNORED = [

@@ -18,6 +18,7 @@ from devserve.errors import ConfigError
 from devserve.mounts import PollingDecision
 from devserve.poller import RawChanges
 from devserve.watch import (
+    FAST_STEP_MS,
     INLINE_MAX_BYTES,
     INLINE_MAX_FILES,
     ChangeBatch,
@@ -79,6 +80,7 @@ class ScriptedAwatch:
     def __init__(self, scripts: list[list[Step]]) -> None:
         self.scripts: Iterator[list[Step]] = iter(scripts)
         self.calls: list[tuple[tuple[str, ...], bool]] = []
+        self.steps: list[int] = []
 
     def __call__(
         self,
@@ -91,6 +93,7 @@ class ScriptedAwatch:
         recursive: bool,
     ) -> AsyncIterator[RawChanges]:
         self.calls.append((paths, recursive))
+        self.steps.append(step)
         return self._play(next(self.scripts, []), stop_event)
 
     async def _play(self, script: list[Step], stop: asyncio.Event) -> AsyncIterator[RawChanges]:
@@ -99,14 +102,19 @@ class ScriptedAwatch:
         await stop.wait()
 
 
-def collect(settings: WatchSettings, fake: ScriptedAwatch, *, want: int) -> list[ChangeBatch]:
+def collect(
+    settings: WatchSettings, fake: ScriptedAwatch, *, want: int, should_poll: bool = False
+) -> list[ChangeBatch]:
     async def run() -> list[ChangeBatch]:
         stop = asyncio.Event()
         batches: list[ChangeBatch] = []
 
         async def consume() -> None:
             async for batch in watch_changes(
-                settings, stop_event=stop, awatch=fake, polling=PollingDecision(False, "test")
+                settings,
+                stop_event=stop,
+                awatch=fake,
+                polling=PollingDecision(should_poll, "test"),
             ):
                 batches.append(batch)
                 if len(batches) == want:
@@ -203,6 +211,51 @@ def test_loop_reloads_gitignore_rules_when_gitignore_changes(tmp_path: Path) -> 
     # catches other.py in the .gitignore batch; secret.py is ignored from then on.
     assert [batch.paths for batch in batches] == [("other.py",)]
     assert len(fake.calls) == 2
+
+
+def test_the_os_watcher_steps_fast_while_polling_steps_by_the_delay(tmp_path: Path) -> None:
+    target = tmp_path / "a.py"
+    target.write_text("a = 1\n")
+    for should_poll, expected in ((False, FAST_STEP_MS), (True, 40)):
+        fake = ScriptedAwatch(
+            [[write(target, f"a = {expected}\n", {(Change.modified, str(target))})]]
+        )
+        settings = WatchSettings(dirs=(tmp_path,), delay_ms=40)
+        assert len(collect(settings, fake, want=1, should_poll=should_poll)) == 1
+        assert fake.steps == [expected]
+    fake = ScriptedAwatch([[]])
+    collect(WatchSettings(dirs=(tmp_path,), delay_ms=1), fake, want=1)
+    assert fake.steps == [1]  # never slower than the quiet period asked for
+
+
+def test_a_burst_waits_for_its_quiet_period_and_is_one_batch(tmp_path: Path) -> None:
+    a, b, c = (tmp_path.resolve() / name for name in ("a.py", "b.py", "c.py"))
+    for path in (a, b, c):
+        path.write_text("x = 1\n")
+
+    def save_two() -> RawChanges:
+        a.write_text("x = 2\n")
+        b.write_text("x = 2\n")
+        return {(Change.modified, str(a)), (Change.modified, str(b))}
+
+    # The third file comes in a later raw set, within the quiet period: same batch.
+    script = [save_two, write(c, "x = 2\n", {(Change.modified, str(c))})]
+    settings = WatchSettings(dirs=(tmp_path,), delay_ms=200)
+    batches = collect(settings, ScriptedAwatch([script]), want=1)
+    assert batches == [ChangeBatch(("a.py", "b.py", "c.py"), False, 3)]
+
+
+def test_a_one_file_save_is_not_held_back_for_the_quiet_period(tmp_path: Path) -> None:
+    a, b = tmp_path.resolve() / "a.py", tmp_path.resolve() / "b.py"
+    for path in (a, b):
+        path.write_text("x = 1\n")
+    # Each raw set names one watched file (the editor's temp file is not watched): each is
+    # reported at once, though the quiet period (1.6 s) is longer than collect() waits.
+    first = {(Change.modified, str(a)), (Change.added, str(tmp_path / "a.py.tmp123"))}
+    script = [write(a, "x = 2\n", first), write(b, "x = 2\n", {(Change.modified, str(b))})]
+    settings = WatchSettings(dirs=(tmp_path,), delay_ms=1600)
+    batches = collect(settings, ScriptedAwatch([script]), want=2)
+    assert [batch.paths for batch in batches] == [("a.py",), ("b.py",)]
 
 
 def test_a_few_small_files_are_hashed_inline_bigger_bursts_in_a_thread(tmp_path: Path) -> None:
