@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib.util
 import os
 import secrets
 import signal
@@ -263,6 +264,23 @@ def redirect_output(output_fds: tuple[int, int] | None) -> None:
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
 
+def drop_saved_bytecode(changed: Iterable[str], project_dirs: Iterable[str]) -> None:
+    """Delete the cached bytecode of the saved Python files, before the app is imported.
+
+    Python trusts a ``.pyc`` whose recorded source mtime (in whole seconds) and size match
+    the file's, so a save that keeps the size within the second of the last import (``v1``
+    to ``v2``) would run the code from before it. `changed` holds paths relative to the
+    project directory holding them (or absolute ones).
+    """
+    roots = tuple(project_dirs)
+    for name in changed:
+        if not name.endswith(".py"):
+            continue
+        for path in (name,) if os.path.isabs(name) else (os.path.join(r, name) for r in roots):
+            with contextlib.suppress(OSError, ValueError, NotImplementedError):
+                os.unlink(importlib.util.cache_from_source(path))
+
+
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
     known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
@@ -323,6 +341,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
             )
         if config.env_file is not None:
             apply_env(load_env_file(config.env_file))
+        drop_saved_bytecode(handoff.changed, handoff.project_dirs)
         return run_coroutine(worker.serve(), factory)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the app boundary: report, serve the failure
         stage = "lifespan startup" if type(exc).__name__ == "StartupFailed" else "import"

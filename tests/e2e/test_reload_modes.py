@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -98,3 +99,24 @@ def test_broken_at_start_still_says_where_it_serves_then_recovers(tmp_path: Path
         wait_served(cli, 503, "SyntaxError")
         write(tmp_path / "main.py", app_source("v1"))
         wait_served(cli, 200, "v1")
+
+
+def test_a_same_size_save_within_the_second_is_not_served_from_stale_bytecode(
+    tmp_path: Path,
+) -> None:
+    # Python trusts a .pyc whose recorded mtime (whole seconds) and size match the source:
+    # "v1" -> "v2" in the same second would run the old code unless the worker drops it.
+    write(tmp_path / "version.py", "VERSION = 'v1'\n")
+    write(
+        tmp_path / "main.py", app_source("unused", prelude="import version", body="version.VERSION")
+    )
+    first = (tmp_path / "version.py").stat()
+    with reload_server(tmp_path, env={"PYTHONDONTWRITEBYTECODE": ""}) as cli:
+        wait_served(cli, 200, "v1")
+        cached = tmp_path / "__pycache__"
+        wait_until(lambda: any(cached.glob("version.*.pyc")), 5)  # the worker wrote it
+        staged = tmp_path / "version.staged"  # not watched: only the rename below is seen
+        staged.write_text("VERSION = 'v2'\n")
+        os.utime(staged, ns=(first.st_atime_ns, first.st_mtime_ns))  # same second, same size
+        os.replace(staged, tmp_path / "version.py")
+        wait_served(cli, 200, "v2")

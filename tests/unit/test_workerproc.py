@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import py_compile
 import types
 from pathlib import Path
 
-from devserve.workerproc import third_party_modules
+from devserve.workerproc import drop_saved_bytecode, third_party_modules
 
 
 def _module(name: str, filename: str | None) -> types.ModuleType:
@@ -34,3 +36,19 @@ def test_third_party_modules_leave_out_project_devserve_builtin_and_known(tmp_pa
     # A forked worker starts with the fork server's preloads: only newer imports count.
     known = frozenset({"fastapi", "pydantic"})
     assert third_party_modules(modules, [str(project)], known) == ("anyio._backends._asyncio",)
+
+
+def test_saved_files_lose_their_cached_bytecode(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    sources = [tmp_path / "app" / "models.py", other / "tool.py", tmp_path / "kept.py"]
+    for source in sources:
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text("X = 1\n")
+        py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)))
+    cached = [Path(importlib.util.cache_from_source(str(s))) for s in sources]
+    assert all(c.is_file() for c in cached)
+    # Relative to the first root holding them, as batches name them; or absolute.
+    drop_saved_bytecode(
+        ["app/models.py", str(other / "tool.py"), "page.html", "gone.py"], [str(tmp_path)]
+    )
+    assert [c.is_file() for c in cached] == [False, False, True]
