@@ -110,15 +110,30 @@ class DevMode:
         self.last_seq = 0
         self.logged_hosts: set[str] = set()
         live = settings.livereload
-        self.tag = b""
-        if live is not None:
+        self._tag = (-1, b"")  # (seq, the script tag for pages rendered at that seq)
+        if live is not None and live.notice_path is not None:
             from devserve.livenotice import read_notices  # noqa: PLC0415 - see the imports
-            from devserve.pages import script_tag  # noqa: PLC0415
 
-            tag = script_tag(token=live.token, boot=live.boot, base=settings.root_path)
-            self.tag = tag.encode()
-            if live.notice_path is not None:
-                self.last_seq = max((n.seq for n in read_notices(live.notice_path, 0)), default=0)
+            self.last_seq = max((n.seq for n in read_notices(live.notice_path, 0)), default=0)
+
+    @property
+    def tag(self) -> bytes:
+        """The live-reload script tag for a page rendered now (empty when live reload is off).
+
+        It names the last asset notice seen (``data-seq``): the stream's ``hello`` says the
+        worker's, and a page that missed one while loading reloads.
+        """
+        live = self.settings.livereload
+        if live is None:
+            return b""
+        if self._tag[0] != self.last_seq:
+            from devserve.pages import script_tag  # noqa: PLC0415 - see the imports
+
+            text = script_tag(
+                token=live.token, boot=live.boot, base=self.settings.root_path, seq=self.last_seq
+            )
+            self._tag = (self.last_seq, text.encode())
+        return self._tag[1]
 
     @cached_property
     def classifier(self) -> FrameClassifier:
@@ -167,7 +182,6 @@ class DevMode:
         hosts = settings.hosts
         prefix = settings.root_path + PREFIX
         is_live = settings.livereload is not None
-        tag = self.tag
         verdicts: dict[bytes | None, bool] = {}  # Host header -> allowed (a few distinct values)
 
         async def dev_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -195,7 +209,7 @@ class DevMode:
                     and scope["method"] == "GET"
                     and wants_page(accept, found.get(b"sec-fetch-dest"))
                 ):
-                    await app(scope, receive, InjectingSend(send, tag).send)
+                    await app(scope, receive, InjectingSend(send, self.tag).send)
                     return
             await app(scope, receive, send)
 
@@ -273,7 +287,7 @@ class DevMode:
                 # browser on at once (this connection closes after the response).
                 await send({"type": "http.response.body", "body": _BYE})
                 return
-            hello = json.dumps({"boot": live.boot, "broken": self.is_broken})
+            hello = json.dumps({"boot": live.boot, "broken": self.is_broken, "seq": self.last_seq})
             first = f"retry: 500\nevent: hello\ndata: {hello}\n\n".encode()
             await send({"type": "http.response.body", "body": first, "more_body": True})
             while not gone.done():

@@ -359,10 +359,14 @@ def livereload_script() -> bytes:
     return template_text("livereload.js").encode("utf-8")
 
 
-def script_tag(*, token: str, boot: str, base: str = "") -> str:
-    """The tag injected into HTML pages: the script, its per-run token and the boot id."""
+def script_tag(*, token: str, boot: str, base: str = "", seq: int = 0) -> str:
+    """The tag injected into HTML pages: the script, its per-run token and the boot id.
+
+    ``seq``: the last asset notice the worker had seen when it rendered the page, so that a
+    change announced before the page's stream connected is not missed.
+    """
     esc = html.escape
     return (
         f'<script src="{esc(base)}{PREFIX}livereload.js" data-token="{esc(token)}" '
-        f'data-boot="{esc(boot)}" data-base="{esc(base)}" async></script>'
+        f'data-boot="{esc(boot)}" data-base="{esc(base)}" data-seq="{seq:d}" async></script>'
     )

@@ -17,6 +17,8 @@
   var token = me.getAttribute("data-token") || "";
   var boot = me.getAttribute("data-boot") || "";
   var base = me.getAttribute("data-base") || "";
+  // The last asset change the worker had seen when it rendered this page.
+  var seq = parseInt(me.getAttribute("data-seq") || "0", 10) || 0;
   var KEY = "devserve-reloaded-for";
   var delay = 100;
   var source = null;
@@ -142,6 +144,12 @@
       delay = 100;
       if (data.boot === boot) {
         remember(null);
+        if (typeof data.seq === "number" && data.seq > seq) {
+          // A template or static file changed after this page was rendered, before this
+          // stream was there to hear it.
+          seq = data.seq;
+          reload("changed while the page loaded");
+        }
         return;
       }
       // One reload per new worker: if this page still comes from an older one after a

@@ -138,3 +138,26 @@ def test_the_page_follows_saves_errors_and_fixes(tmp_path: Path) -> None:
         assert output.count("reloaded in") == 2, output  # v2 and v4: assets needed no worker
         # One page load per change, no storm: v1, v2, v3 (broken), v4, back from /orders, note.
         assert output.count('"GET / HTTP/1.1"') == 6, output
+
+
+@pytest.mark.timeout(90)
+def test_a_change_before_the_page_listens_still_reloads_it(tmp_path: Path) -> None:
+    # The page's event stream is held back (blocked in the browser) while note.html changes,
+    # so the worker announces the change to nobody. When the stream comes through, its hello
+    # says a change was seen after this page was rendered, and the page reloads.
+    require_chromium()
+    project = tmp_path / "project"
+    project.mkdir()
+    _write_app(project, "v1")
+    (project / "note.html").write_text("note one")
+    (project / "style.css").write_text("#marker { color: rgb(0, 0, 255); }")
+    note = "document.getElementById('note') && document.getElementById('note').textContent"
+    with chromium_page(tmp_path / "profile") as page, reload_server(project) as cli:
+        page.call("Network.enable")
+        page.call("Network.setBlockedURLs", urls=["*/__devserve/events*"])
+        page.call("Page.navigate", url=cli.url.replace("127.0.0.1", "localhost") + "/")
+        page.wait_for(note, "note one", timeout_s=15)
+        (project / "note.html").write_text("note two")
+        cli.wait_for("note.html changed: reloading pages in browsers")
+        page.call("Network.setBlockedURLs", urls=[])
+        page.wait_for(note, "note two", timeout_s=10)

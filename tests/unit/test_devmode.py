@@ -143,10 +143,25 @@ def test_the_stream_says_hello_then_bye_when_the_worker_drains() -> None:
     assert sent[0]["status"] == 200
     assert (b"content-type", b"text/event-stream") in sent[0]["headers"]
     text = _body(sent).decode()
-    assert 'event: hello\ndata: {"boot": "7-abc", "broken": false}' in text
+    assert 'event: hello\ndata: {"boot": "7-abc", "broken": false, "seq": 0}' in text
     assert text.endswith("event: bye\ndata: {}\n\n")
     assert sent[-1].get("more_body", False) is False
     assert not dev.streams
+
+
+def test_pages_and_hello_name_the_last_asset_notice_seen() -> None:
+    # A change announced between rendering a page and its stream connecting is not missed:
+    # the page carries the notice count it was rendered at, the hello the current one.
+    dev, _ = _dev()
+    assert b'data-seq="0"' in dev.tag
+    dev.last_seq = 3  # as _on_notice leaves it after three notices
+    assert b'data-seq="3"' in dev.tag
+    assert dev.tag is dev.tag  # built once per notice count
+    origin = (b"origin", b"http://localhost:8000")
+    sent = _call(
+        dev, _scope("/__devserve/events", origin, query=b"token=" + TOKEN.encode()), stop_after=2
+    )
+    assert '"seq": 3}' in _body(sent).decode()
 
 
 def test_a_stream_opened_while_draining_is_sent_on_at_once() -> None:
