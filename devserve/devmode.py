@@ -11,15 +11,13 @@
    to put the script tag into complete HTML documents. Other requests go straight to the
    app with the original ``send``: non-HTML traffic pays one header scan, nothing more.
 
-`DevMode.error_response` renders the 500 for an exception the request cycle caught (HTML,
-JSON or text by ``Accept``), unless debug pages are off or the request is cross-origin
-(then the caller sends a plain 500). `DevMode.startup_app` is the app a worker serves when
-the user's app could not start.
+`DevMode.error_response` renders the 500 for an exception the request cycle caught (by
+``Accept``; None when debug pages are off or the request is cross-origin: a plain 500).
+`DevMode.startup_app` is what a worker serves when the user's app could not start.
 
-Live-reload streams: the first message names this worker (``hello`` with its boot id);
-asset changes arrive as ``change`` messages (see `devserve.livenotice` for how the
-supervisor tells the worker); when the worker drains, `close` ends every stream, so
-browsers reconnect to the next worker and see its new boot id.
+Live-reload streams: ``hello`` names this worker (boot id) and the last asset notice it saw,
+which pages carry too (a page that missed one while loading reloads); asset changes come as
+``change`` messages (`devserve.livenotice`); `close` ends every stream when the worker drains.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,15 +35,14 @@ from urllib.parse import parse_qs, urlsplit
 from devserve.asgi import ASGIApp, Receive, Scope, Send
 from devserve.config import Config
 from devserve.events import Event, LogLine
-from devserve.hosts import HostPolicy, is_cross_origin, token_matches
+from devserve.hosts import HostPolicy, is_cross_origin, machine_name, token_matches
 from devserve.inject import PREFIX, InjectingSend, wants_page
 
 if TYPE_CHECKING:
     from devserve.failures import FrameClassifier
     from devserve.pages import Failure
 
-# The pages, tracebacks and live-reload notices are imported when first needed: a server
-# that never shows an error page starts without them (a tenth of single-process start).
+# Pages, tracebacks and notices are imported on first use (a tenth of single-process start).
 
 HEARTBEAT_S = 15.0
 #: The last message of a stream whose worker drains: reconnect now, to the next worker.
@@ -84,13 +80,6 @@ class DevSettings:
         return self.debug_pages or not self.hosts.allow_all or self.livereload is not None
 
 
-def machine_name() -> str:
-    """This machine's host name (no DNS lookup)."""
-    with contextlib.suppress(OSError):
-        return socket.gethostname().lower()
-    return ""
-
-
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:
         if key == name:
@@ -118,11 +107,7 @@ class DevMode:
 
     @property
     def tag(self) -> bytes:
-        """The live-reload script tag for a page rendered now (empty when live reload is off).
-
-        It names the last asset notice seen (``data-seq``): the stream's ``hello`` says the
-        worker's, and a page that missed one while loading reloads.
-        """
+        """The script tag for a page rendered now, naming the last notice seen (or empty)."""
         live = self.settings.livereload
         if live is None:
             return b""

@@ -17,8 +17,10 @@ Dev endpoints (live reload) and tracebacks are also withheld from cross-origin r
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -128,3 +130,10 @@ def is_cross_origin(
 def token_matches(given: str, expected: str) -> bool:
     """Constant-time comparison of the live-reload token."""
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def machine_name() -> str:
+    """This machine's host name, lower-cased (no DNS lookup); empty if it has none."""
+    with contextlib.suppress(OSError):
+        return socket.gethostname().lower()
+    return ""
