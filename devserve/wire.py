@@ -8,55 +8,25 @@ validating through the event's own constructor. `devserve.ipc` frames lists of t
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from devserve.events import (
     AppErrored,
-    AppOutput,
     ChangeDetected,
     Event,
-    EventsDropped,
-    LogLine,
     ModulesLoaded,
     ReloadFinished,
-    RequestCompleted,
     ServerStarted,
-    ServerStopping,
-    StartupFailed,
     TracebackFrame,
-    WebSocketClosed,
     WebSocketOpened,
-    WorkerDraining,
-    WorkerExited,
-    WorkerReady,
-    WorkerStarted,
 )
 
+#: Every event class by name (the members of the `Event` union).
 _KINDS: Mapping[str, type[Any]] = MappingProxyType(
-    {
-        cls.__name__: cls
-        for cls in (
-            ServerStarted,
-            RequestCompleted,
-            AppErrored,
-            LogLine,
-            ServerStopping,
-            WebSocketOpened,
-            WebSocketClosed,
-            StartupFailed,
-            ModulesLoaded,
-            EventsDropped,
-            WorkerStarted,
-            WorkerReady,
-            WorkerDraining,
-            WorkerExited,
-            ChangeDetected,
-            ReloadFinished,
-            AppOutput,
-        )
-    }
+    {cls.__name__: cls for cls in typing.get_args(Event)}
 )
 
 

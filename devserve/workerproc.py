@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import os
 import secrets
@@ -309,30 +310,24 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         )
     factory = loop_factory(config.loop)
 
-    def failure_worker(app: Callable[..., Any]) -> Worker:
-        """A worker serving `app` (an error page) in place of the user's."""
-        return Worker(
-            replace(config, lifespan="off"),
-            listeners,
-            emit=emit,
-            ssl_context=ssl_context,
-            started_at=started_at,
-            parent_fd=handoff.parent_fd,
-            stop_signals=RELOAD_STOP_SIGNALS,
-            app=app,
-            dev=dev,
-        )
-
-    worker = Worker(
-        config,
-        listeners,
+    generation_worker = functools.partial(
+        Worker,
+        listeners=listeners,
         emit=emit,
         ssl_context=ssl_context,
         started_at=started_at,
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
-        on_ready=lambda: report_modules(emit, handoff.project_dirs, known_modules, known_patterns),
         dev=dev,
+    )
+
+    def failure_worker(app: Callable[..., Any]) -> Worker:
+        """A worker serving `app` (an error page) in place of the user's."""
+        return generation_worker(replace(config, lifespan="off"), app=app)
+
+    worker = generation_worker(
+        config,
+        on_ready=lambda: report_modules(emit, handoff.project_dirs, known_modules, known_patterns),
     )
     try:
         if handoff.crash is not None:  # a crash page: the app is never imported

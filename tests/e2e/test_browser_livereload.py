@@ -71,6 +71,17 @@ def _write_app(directory: Path, marker: str, *, broken: bool = False) -> None:
     (directory / "main.py").write_text(source)
 
 
+def _project(tmp_path: Path) -> Path:
+    """A project serving v1 of the app, with a template and a stylesheet it reads."""
+    require_chromium()
+    project = tmp_path / "project"
+    project.mkdir()
+    _write_app(project, "v1")
+    (project / "note.html").write_text("note one")
+    (project / "style.css").write_text("#marker { color: rgb(0, 0, 255); }")
+    return project
+
+
 def _probe(page: Page) -> None:
     """Mark the current document: a reload loses the mark."""
     page.evaluate("window.__probe = 'kept'")
@@ -78,12 +89,7 @@ def _probe(page: Page) -> None:
 
 @pytest.mark.timeout(120)
 def test_the_page_follows_saves_errors_and_fixes(tmp_path: Path) -> None:
-    require_chromium()
-    project = tmp_path / "project"
-    project.mkdir()
-    _write_app(project, "v1")
-    (project / "note.html").write_text("note one")
-    (project / "style.css").write_text("#marker { color: rgb(0, 0, 255); }")
+    project = _project(tmp_path)
     # Chromium outside the server's block: that block adopts orphans (reload_server), and
     # Chromium's helpers must not become this process's zombies.
     with chromium_page(tmp_path / "profile") as page, reload_server(project) as cli:
@@ -145,12 +151,7 @@ def test_a_change_before_the_page_listens_still_reloads_it(tmp_path: Path) -> No
     # The page's event stream is held back (blocked in the browser) while note.html changes,
     # so the worker announces the change to nobody. When the stream comes through, its hello
     # says a change was seen after this page was rendered, and the page reloads.
-    require_chromium()
-    project = tmp_path / "project"
-    project.mkdir()
-    _write_app(project, "v1")
-    (project / "note.html").write_text("note one")
-    (project / "style.css").write_text("#marker { color: rgb(0, 0, 255); }")
+    project = _project(tmp_path)
     note = "document.getElementById('note') && document.getElementById('note').textContent"
     with chromium_page(tmp_path / "profile") as page, reload_server(project) as cli:
         page.call("Network.enable")
