@@ -39,7 +39,6 @@ from devserve.sockets import Listener
 MAX_REBUILDS = 3
 START_TIMEOUT_S = 10.0
 FORK_TIMEOUT_S = 5.0
-_STDERR_FD = 2
 #: How long after a forked worker is gone its fork server's "exited" message (the real exit
 #: code) may take; a loaded machine needs far more than the usual millisecond. Past it the
 #: code is reported as unknown (`UNKNOWN_EXIT`).
