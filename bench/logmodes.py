@@ -53,6 +53,7 @@ from throughput import (
     environment,
     free_port,
     median_ratio,
+    raise_system_exit,
     run_wrk,
     stop_process,
     wait_ready,
@@ -153,11 +154,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not 1 <= getattr(args, name) <= 100:
             parser.error(f"--{name} must be between 1 and 100")
     return args
-
-
-def raise_system_exit(signum: int, _frame: object) -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit so that every ``finally`` stops its server."""
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

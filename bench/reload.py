@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from throughput import raise_system_exit  # bench/ is on sys.path when run
 
 BENCH_DIR = Path(__file__).resolve().parent
 APPS: dict[str, tuple[str, str, str]] = {
@@ -515,11 +516,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not 1 <= getattr(args, name) <= 500:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 500")
     return args
-
-
-def raise_system_exit(signum: int, _frame: object) -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit so that every ``finally`` stops its server."""
-    raise SystemExit(128 + signum)
 
 
 def check_prerequisites() -> None:

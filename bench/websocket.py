@@ -64,6 +64,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from throughput import raise_system_exit  # bench/ is on sys.path when run
 from websockets.asyncio.client import ClientConnection, connect
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -507,11 +508,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--server-session", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def raise_system_exit(signum: int, _frame: object) -> None:
-    """Turn SIGTERM/SIGHUP into SystemExit so that every ``finally`` stops its server."""
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -219,7 +219,7 @@ class DevMode:
         content_type, body = render_blocked(
             host, self.settings.hosts.describe(), self.settings.app_name, fmt
         )
-        await _respond(send, 403, content_type, body)
+        await respond(send, 403, content_type, body)
 
     async def _endpoint(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         scope[QUIET_KEY] = True
@@ -227,19 +227,19 @@ class DevMode:
             from devserve.pages import livereload_script  # noqa: PLC0415 - see the imports
 
             headers = [(b"cache-control", b"no-cache")]
-            await _respond(
+            await respond(
                 send, 200, b"text/javascript; charset=utf-8", livereload_script(), headers
             )
             return
         if name != "events":
-            await _respond(send, 404, b"text/plain; charset=utf-8", b"devserve: no such endpoint\n")
+            await respond(send, 404, b"text/plain; charset=utf-8", b"devserve: no such endpoint\n")
             return
         headers = scope["headers"]
         query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
         live = self.settings.livereload
         token = query.get("token", [""])[0]
         if live is None or not token_matches(token, live.token) or self._is_cross_origin(headers):
-            await _respond(send, 403, b"text/plain; charset=utf-8", b"devserve: forbidden\n")
+            await respond(send, 403, b"text/plain; charset=utf-8", b"devserve: forbidden\n")
             return
         await self._stream(receive, send, live)
 
@@ -338,11 +338,11 @@ class DevMode:
             headers = scope["headers"]
             extra = [(b"retry-after", b"1")]
             if not self.settings.debug_pages or self._is_cross_origin(headers):
-                await _respond(send, failure.status, b"text/plain; charset=utf-8", plain, extra)
+                await respond(send, failure.status, b"text/plain; charset=utf-8", plain, extra)
                 return
             fmt = choose_format(_header(headers, b"accept") or "")
             content_type, body = render_failure(failure, fmt)
-            await _respond(send, failure.status, content_type, body, extra)
+            await respond(send, failure.status, content_type, body, extra)
 
         return app
 
@@ -354,13 +354,14 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def _respond(
+async def respond(
     send: Send,
     status: int,
     content_type: bytes,
     body: bytes,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """Send a whole small dev-page response (length known, never cached)."""
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),

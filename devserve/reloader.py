@@ -48,7 +48,7 @@ def watch_settings(config: Config) -> WatchSettings:
     from devserve.livenotice import DEFAULT_GLOBS  # noqa: PLC0415 - see the imports
     from devserve.watch import WatchSettings  # noqa: PLC0415
 
-    dirs = tuple(Path(d).resolve() for d in (config.reload_dirs or (config.app_dir,)))
+    dirs = tuple(Path(d) for d in config.project_dirs)
     extra = [dirs[0] / name for name in DEPENDENCY_FILES if (dirs[0] / name).is_file()]
     if config.env_file is not None:
         extra.append(Path(config.env_file).resolve())

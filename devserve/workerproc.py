@@ -45,7 +45,7 @@ import devserve.livenotice
 import devserve.pages
 import devserve.tlssniff  # noqa: F401
 from devserve.config import Config
-from devserve.devmode import DevMode, LiveReload, dev_mode
+from devserve.devmode import DevMode, LiveReload, dev_mode, respond
 from devserve.envfile import apply_env, load_env_file
 from devserve.events import Event, ModulesLoaded, StartupFailed
 from devserve.failures import crash_failure, exception_failure
@@ -175,20 +175,8 @@ def error_app(failure: StartupFailed) -> Callable[..., Any]:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1011})
             return
-        if scope["type"] != "http":
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"retry-after", b"1"),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        if scope["type"] == "http":
+            await respond(send, 503, b"text/plain; charset=utf-8", body, [(b"retry-after", b"1")])
 
     return app
 
