@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -369,3 +370,16 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"finished"})
 """
+
+
+def ws_frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
+    """One final WebSocket frame, masked (as a client must) unless told otherwise; < 64 KiB."""
+    mask_bit = 0x80 if mask else 0
+    if len(payload) < 126:
+        head = bytes([0x80 | opcode, mask_bit | len(payload)])
+    else:
+        head = bytes([0x80 | opcode, mask_bit | 126]) + struct.pack("!H", len(payload))
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_reload import is_watching, reap_group, reaping_orphans
+from tests.e2e.test_reload import serving
 from tests.helpers import (
     CLIProcess,
-    assert_no_children,
-    start_server_cli,
-    stop_cli,
     wait_until,
 )
 
@@ -35,26 +31,15 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path.write_text(textwrap.dedent(text).lstrip("\n"))
 
 
-@contextlib.contextmanager
 def devserve(
     root: Path, *args: str, reload: bool = False, env: dict[str, str] | None = None
-) -> Iterator[CLIProcess]:
+) -> contextlib.AbstractContextManager[CLIProcess]:
     """Run ``devserve ARGS [--reload]`` in `root` until the block ends, then check cleanup.
 
     The exit code must be 0 (a clean Ctrl+C) and no child may be left.
     """
     argv = [*args, "--host", "127.0.0.1", *(RELOAD_ARGS if reload else [])]
-    with reaping_orphans():
-        cli = start_server_cli(argv, root, env)
-        try:
-            if reload:
-                wait_until(lambda: is_watching(cli.proc.pid), 5)
-            yield cli
-        finally:
-            code = stop_cli(cli)
-            reap_group(cli.proc.pid)
-            assert_no_children(cli.proc.pid)
-    assert code == 0, cli.output()
+    return serving(root, argv, env, is_reload=reload)
 
 
 def wait_for_text(cli: CLIProcess, path: str, text: str, timeout_s: float = 10.0) -> str:

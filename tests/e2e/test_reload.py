@@ -182,20 +182,31 @@ def the_worker(cli: CLIProcess) -> int:
 
 
 @contextlib.contextmanager
-def reload_server(
-    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+def serving(
+    root: Path, argv: list[str], env: dict[str, str] | None = None, *, is_reload: bool = True
 ) -> Iterator[CLIProcess]:
-    """Run ``devserve main:app --reload`` until the block ends; check nothing is left."""
+    """Run ``devserve ARGV`` in `root` until the block ends (under --reload: once watching).
+
+    On the way out it must exit 0 (a clean Ctrl+C) and leave no process behind.
+    """
     with reaping_orphans():
-        cli = start_server_cli(["main:app", *RELOAD_ARGS, *extra], tmp_path, env)
+        cli = start_server_cli(argv, root, env)
         try:
-            wait_until(lambda: is_watching(cli.proc.pid), 5)
+            if is_reload:
+                wait_until(lambda: is_watching(cli.proc.pid), 5)
             yield cli
         finally:
             code = stop_cli(cli)
             reap_group(cli.proc.pid)
             assert_no_children(cli.proc.pid)
     assert code == 0, cli.output()
+
+
+def reload_server(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[CLIProcess]:
+    """Run ``devserve main:app --reload`` until the block ends; check nothing is left."""
+    return serving(tmp_path, ["main:app", *RELOAD_ARGS, *extra], env)
 
 
 _PR_SET_CHILD_SUBREAPER = 36

@@ -22,7 +22,14 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from tests.e2e.test_reload import reload_server, write
-from tests.helpers import assert_no_children, recv_until, run_async, start_server_cli, stop_cli
+from tests.helpers import (
+    assert_no_children,
+    recv_until,
+    run_async,
+    start_server_cli,
+    stop_cli,
+    ws_frame,
+)
 
 ECHO = """
 async def app(scope, receive, send):
@@ -149,19 +156,6 @@ def _handshake(*, version: bytes = b"13", key: bool = True) -> bytes:
     return head + b"\r\n"
 
 
-def _frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
-    """One final frame, masked (as a client must) unless told otherwise; up to 64 KiB."""
-    mask_bit = 0x80 if mask else 0
-    if len(payload) < 126:
-        head = bytes([0x80 | opcode, mask_bit | len(payload)])
-    else:
-        head = bytes([0x80 | opcode, mask_bit | 126]) + struct.pack("!H", len(payload))
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
 def _close_code_after(port: int, wire: bytes) -> int:
     """Open a WebSocket by hand, send ``wire``, return the code of the server's close frame."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -193,11 +187,11 @@ def test_every_bad_input_is_refused_and_the_next_client_is_served(tmp_path: Path
         "no-key": (_handshake(key=False), b"HTTP/1.1 400"),
     }
     violations = {
-        "unmasked": (_frame(0x1, b"unmasked", mask=False), 1002),
-        "bad-utf8": (_frame(0x1, b"bad \xff\xfe utf-8"), 1007),
-        "reserved-opcode": (_frame(0x3, b"reserved"), 1002),
-        "control-too-long": (_frame(0x9, b"p" * 126), 1002),
-        "too-big": (_frame(0x2, b"x" * 1001), 1009),
+        "unmasked": (ws_frame(0x1, b"unmasked", mask=False), 1002),
+        "bad-utf8": (ws_frame(0x1, b"bad \xff\xfe utf-8"), 1007),
+        "reserved-opcode": (ws_frame(0x3, b"reserved"), 1002),
+        "control-too-long": (ws_frame(0x9, b"p" * 126), 1002),
+        "too-big": (ws_frame(0x2, b"x" * 1001), 1009),
     }
     try:
         for name, (head, status) in bad_handshakes.items():

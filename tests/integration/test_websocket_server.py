@@ -23,6 +23,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from devserve.asgi import ASGIApp, Message, Receive, Scope, Send
 from devserve.events import WebSocketClosed, WebSocketOpened
 from devserve.websocket_server import WebSocketProtocol, WebSocketSettings
+from tests.helpers import ws_frame
 
 TIMEOUT_S = 10.0
 
@@ -266,18 +267,6 @@ def handshake_head(path: str = "/echo", *, extra: bytes = b"") -> bytes:
     )
 
 
-def frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
-    mask_bit = 0x80 if mask else 0
-    if len(payload) < 126:
-        head = bytes([0x80 | opcode, mask_bit | len(payload)])
-    else:
-        head = bytes([0x80 | opcode, mask_bit | 126]) + struct.pack("!H", len(payload))
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     first, second = await asyncio.wait_for(reader.readexactly(2), 5)
     length = second & 0x7F
@@ -379,7 +368,7 @@ def test_server_pings_and_drops_a_dead_peer(run: Run) -> None:
             for _ in range(2):  # answered pings are followed by further pings
                 opcode, payload = await read_frame(reader)
                 assert opcode == 0x9
-                writer.write(frame(0xA, payload))
+                writer.write(ws_frame(0xA, payload))
             assert (await read_frame(reader))[0] == 0x9  # this one goes unanswered
             assert await asyncio.wait_for(reader.read(), 5) == b""
             assert await h.disconnect_code() == 1006
@@ -549,10 +538,10 @@ def test_invalid_handshake_gets_http_error(run: Run, head: bytes, status: bytes)
 @pytest.mark.parametrize(
     ("wire", "code"),
     [
-        (frame(0x1, b"unmasked", mask=False), 1002),
-        (frame(0x1, b"bad \xff\xfe utf-8"), 1007),
-        (frame(0x5, b"reserved opcode"), 1002),
-        (frame(0x9, b"p" * 126), 1002),
+        (ws_frame(0x1, b"unmasked", mask=False), 1002),
+        (ws_frame(0x1, b"bad \xff\xfe utf-8"), 1007),
+        (ws_frame(0x5, b"reserved opcode"), 1002),
+        (ws_frame(0x9, b"p" * 126), 1002),
     ],
     ids=["unmasked", "bad-utf8", "reserved-opcode", "control-too-long"],
 )
@@ -702,7 +691,7 @@ def test_deflate_is_negotiated_and_used_for_large_messages_only(run: Run) -> Non
             assert b"permessage-deflate" in head.lower()
             inflater = zlib.decompressobj(-15)  # one window for the connection: context takeover
             for text in ("small", "big " * 1000, "small again", "big " * 1000):
-                writer.write(frame(0x1, text.encode()))  # a client may send uncompressed too
+                writer.write(ws_frame(0x1, text.encode()))  # a client may send uncompressed too
                 first, second = await asyncio.wait_for(reader.readexactly(2), 5)
                 length = second & 0x7F
                 if length == 126:
@@ -726,7 +715,7 @@ def test_a_flood_is_held_to_max_queue_then_delivered_in_order(run: Run) -> None:
         async with serving(settings) as h, raw(h, handshake_head(f"/count?{count}")) as io:
             reader, writer, response = io
             assert response.startswith(b"HTTP/1.1 101")
-            writer.write(b"".join(frame(0x1, str(i).encode()) for i in range(count)))
+            writer.write(b"".join(ws_frame(0x1, str(i).encode()) for i in range(count)))
             protocol = h.protocols[0]
             await wait_until(lambda: protocol._is_reading_paused)
             assert len(protocol._inbox) <= 4, "messages beyond the queue stay unparsed"
