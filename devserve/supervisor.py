@@ -206,6 +206,9 @@ class Supervisor:
     # -- workers ----------------------------------------------------------------------------
 
     async def _start(self, generation: int, crash: Crash | None = None) -> None:
+        if crash is None:  # a new version: its import comes before the old one's requests
+            for worker in self.workers.values():
+                worker.yield_cpu()
         read_fd, write_fd = os.pipe()
         listen_fds = [listener.sock.fileno() for listener in self.listeners]
         handoff = Handoff(

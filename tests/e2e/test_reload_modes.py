@@ -120,3 +120,42 @@ def test_a_same_size_save_within_the_second_is_not_served_from_stale_bytecode(
         os.utime(staged, ns=(first.st_atime_ns, first.st_mtime_ns))  # same second, same size
         os.replace(staged, tmp_path / "version.py")
         wait_served(cli, 200, "v2")
+
+
+def _nice_values(pid: int) -> set[int]:
+    """The nice value of every thread of `pid` (Linux)."""
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_the_replaced_worker_yields_the_cpu_while_its_successor_imports(tmp_path: Path) -> None:
+    # v1 answers with its pid and keeps a second thread; v2's import waits for a file, so
+    # the moment "v2 is importing, v1 still serves" lasts as long as the test needs.
+    threaded = (
+        "import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()"
+    )
+    write(tmp_path / "main.py", app_source("v1", prelude=threaded, body="str(os.getpid())"))
+    release = tmp_path / "release"
+    gate = (
+        "import time\n"
+        "_end = time.monotonic() + 20\n"
+        f"while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < _end:\n"
+        "    time.sleep(0.01)"
+    )
+    with reload_server(tmp_path) as cli:
+        old = int(wait_served(cli, 200, ""))
+        base = os.getpriority(os.PRIO_PROCESS, cli.proc.pid)
+        assert _nice_values(old) == {base}
+        assert len(os.listdir(f"/proc/{old}/task")) >= 2  # main + the thread
+        write(tmp_path / "main.py", app_source("v2", prelude=gate, body="str(os.getpid())"))
+        wait_until(lambda: _nice_values(old) == {min(19, base + 10)}, 5)
+        assert httpx.get(cli.url, timeout=3).text == str(old)  # still serving, meanwhile
+        assert os.getpriority(os.PRIO_PROCESS, cli.proc.pid) == base  # the supervisor is not
+        release.touch()
+        served: list[str] = []
+
+        def new_worker_serves() -> bool:
+            served.append(httpx.get(cli.url, timeout=3).text)
+            return served[-1] != str(old)
+
+        wait_until(new_worker_serves, 10)
+        assert _nice_values(int(served[-1])) == {base}
