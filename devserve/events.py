@@ -164,11 +164,13 @@ class ModulesLoaded:
     """What the fork server should preload for the next worker.
 
     ``names``: modules the worker imported from outside the project; ``patterns``: regular
-    expressions it compiled, as `devserve.regexcache.Pattern` triples.
+    expressions it compiled, as `devserve.regexcache.Pattern` triples; ``sources``: the
+    ``.py`` files of the project modules it imported, for the fork server to compile.
     """
 
     names: tuple[str, ...]
     patterns: tuple[tuple[str, str, int], ...] = ()
+    sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for pattern in self.patterns:

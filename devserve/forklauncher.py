@@ -190,16 +190,20 @@ class ForkServerLauncher:
 
         loop.add_reader(pidfd, gone)
 
-    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
-        """Ask the fork server to import modules and compile patterns a worker used (once)."""
+    def preload(self, names: list[str], patterns: list[Pattern], sources: list[str]) -> None:
+        """Ask the fork server to import modules and compile patterns a worker used (once).
+
+        `sources` (the project's files the worker imported) go every time: the fork server
+        compiles those that changed since (`devserve.codecache`).
+        """
         known = set(self.preloaded)
         new = [n for n in names if n not in known and n not in self.blocklist]
         fresh = [p for p in dict.fromkeys(patterns) if p not in self.patterns]
-        if not (new or fresh) or self.is_disabled or self._sock is None:
+        if not (new or fresh or sources) or self.is_disabled or self._sock is None:
             return
         self.preloaded.extend(new)
         self.patterns.update(dict.fromkeys(fresh))
-        self._send({"op": "preload", "names": new, "patterns": fresh})
+        self._send({"op": "preload", "names": new, "patterns": fresh, "sources": sources})
 
     def prepare_next(self) -> None:
         """A reload finished: have the next worker forked in advance (the spare)."""

@@ -20,13 +20,18 @@ the next ``fork`` hands it the generation (and its event pipe) over its own sock
 preload drops the spare (it would lack the new modules) and forks a fresh one; a spare
 whose socket closes (dropped, or the fork server gone) or whose parent pipe ends exits.
 
+**Project code, compiled.** A preload message also names the project's source files the
+last worker imported; the server compiles those that changed (`devserve.codecache`: no
+module code runs) and its workers import them without compiling again.
+
 Control messages are JSON lines; a ``fork`` request carries the worker's event-pipe
 descriptor (and, when the supervisor captures output, its stdout and stderr pipes) as
 ancillary data (SCM_RIGHTS); ``go`` hands them on to the spare the same way::
 
     supervisor -> {"op": "fork", "handoff": "..."} + [events_fd]
     supervisor -> {"op": "spare"}
-    supervisor -> {"op": "preload", "names": [...], "patterns": [[kind, text, flags], ...]}
+    supervisor -> {"op": "preload", "names": [...], "patterns": [[kind, text, flags], ...],
+                   "sources": [path, ...]}
     server     -> {"op": "ready"} | {"op": "forked", "generation": g, "pid": p}
     server     -> {"op": "exited", "pid": p, "code": c}
     server     -> {"op": "preloaded", "count": n, "patterns": m}
@@ -52,6 +57,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from devserve import codecache
 from devserve.handoff import Handoff
 from devserve.regexcache import Pattern, compile_patterns
 from devserve.spare import (
@@ -172,8 +178,12 @@ class ForkServer:
             self._fork(handoff, fds)
         elif message["op"] == "preload":
             patterns = [(str(k), str(t), int(f)) for k, t, f in message.get("patterns", ())]
-            self._drop_spare()  # it would lack what is preloaded now
-            self._preload(message["names"], patterns)
+            if message["names"] or patterns:
+                self._drop_spare()  # it would lack what is preloaded now
+                self._preload(message["names"], patterns)
+            sources = [str(path) for path in message.get("sources", ())]
+            if codecache.refresh(sources, between=self._fork_if_asked):
+                self._drop_spare()  # it would compile them again
             self._arm_spare()
         elif message["op"] == "spare":
             self._wants_spare = True

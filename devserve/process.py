@@ -88,8 +88,8 @@ class Launcher(Protocol):
         """Start one worker."""
         ...
 
-    def preload(self, names: list[str], patterns: list[Pattern]) -> None:
-        """Learn which third-party modules and regular expressions the app uses."""
+    def preload(self, names: list[str], patterns: list[Pattern], sources: list[str]) -> None:
+        """Learn which third-party modules, project files and regular expressions the app uses."""
         ...
 
     def prepare_next(self) -> None:
@@ -138,7 +138,9 @@ class SpawnLauncher:
     async def close(self) -> None:
         """Nothing to release on the spawn path."""
 
-    def preload(self, names: Sequence[str], patterns: Sequence[Pattern]) -> None:
+    def preload(
+        self, names: Sequence[str], patterns: Sequence[Pattern], sources: Sequence[str]
+    ) -> None:
         """Spawned workers preload nothing."""
 
     def prepare_next(self) -> None:

@@ -320,8 +320,8 @@ class Supervisor:
             case StartupFailed():
                 self.broken.add(generation)
                 self.report(event)
-            case ModulesLoaded(names, patterns):
-                self.launcher.preload(list(names), list(patterns))
+            case ModulesLoaded(names, patterns, sources):
+                self.launcher.preload(list(names), list(patterns), list(sources))
             case ServerStopping():
                 if self.policy.phase is Phase.STOPPING:
                     self.report(event)

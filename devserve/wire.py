@@ -33,7 +33,7 @@ _KINDS: Mapping[str, type[Any]] = MappingProxyType(
 _TUPLE_FIELDS: Mapping[type[Any], tuple[str, ...]] = MappingProxyType(
     {
         ServerStarted: ("urls",),
-        ModulesLoaded: ("names",),
+        ModulesLoaded: ("names", "sources"),
         ChangeDetected: ("files",),
         ReloadFinished: ("files",),
     }

@@ -44,6 +44,7 @@ from typing import Any
 import devserve.livenotice
 import devserve.pages
 import devserve.tlssniff  # noqa: F401
+from devserve import codecache
 from devserve.config import Config
 from devserve.devmode import DevMode, LiveReload, dev_mode, respond
 from devserve.envfile import apply_env, load_env_file
@@ -71,25 +72,30 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def third_party_modules(
+def split_modules(
     modules: dict[str, Any], project_dirs: Iterable[str], known: Container[str] = ()
-) -> tuple[str, ...]:
-    """Names of imported modules that live outside every project directory.
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names of the third-party modules, source files of the project modules) imported.
 
-    Names in `known` (the modules the worker started with: the fork server's preloads)
-    are left out, so the scan resolves only the paths of modules imported since.
+    Third-party: outside every project directory; the fork server preloads them. Project
+    sources: the ``.py`` files of modules inside one, as ``__file__`` names them; the fork
+    server compiles them (`devserve.codecache`). Names in `known` (the modules the worker
+    started with: the fork server's preloads) are left out, so the scan resolves only the
+    paths of modules imported since.
     """
     roots = tuple(str(Path(d).resolve()) + os.sep for d in project_dirs)
-    names = []
+    names, sources = [], []
     for name, module in list(modules.items()):
         if name in known:
             continue
         filename = getattr(module, "__file__", None)
-        if not filename or name == "__main__" or name.startswith("devserve"):
+        if not isinstance(filename, str) or name == "__main__" or name.startswith("devserve"):
             continue
         if not str(Path(filename).resolve()).startswith(roots):
             names.append(name)
-    return tuple(sorted(names))
+        elif filename.endswith(".py"):
+            sources.append(filename)
+    return tuple(sorted(names)), tuple(sorted(sources))
 
 
 #: Seconds after ready when the worker reports its modules: soon (out of the way of the swap
@@ -105,18 +111,22 @@ def report_modules(
     known: Container[str],
     known_patterns: Container[Pattern] = (),
 ) -> None:
-    """Report third-party modules and compiled patterns soon, and again after first requests.
+    """Report third-party modules, project sources and compiled patterns soon, and again later.
 
-    Called when the worker is ready. Only what is new since the worker started (`known`,
-    `known_patterns`) is reported.
+    Called when the worker is ready; the second report comes after the first requests.
+    Only what is new since the worker started (`known`, `known_patterns`) is reported, and
+    each project source file once.
     """
     dirs = tuple(project_dirs)
+    reported: set[str] = set()
 
     def report() -> None:
-        names = third_party_modules(sys.modules, dirs, known)
+        names, sources = split_modules(sys.modules, dirs, known)
         patterns = new_patterns(known_patterns)
-        if names or patterns:
-            emit(ModulesLoaded(names, patterns))
+        sources = tuple(s for s in sources if s not in reported)
+        reported.update(sources)
+        if names or patterns or sources:
+            emit(ModulesLoaded(names, patterns, sources))
 
     loop = asyncio.get_running_loop()
     loop.call_later(EARLY_MODULES_REPORT_S, report)
@@ -270,6 +280,18 @@ def drop_saved_bytecode(changed: Iterable[str], project_dirs: Iterable[str]) -> 
                 os.unlink(importlib.util.cache_from_source(path))
 
 
+def prepare_import(config: Config, handoff: Handoff) -> None:
+    """Before the app is imported: the env file's values now, and the right bytecode.
+
+    Saved files lose their cached bytecode (`drop_saved_bytecode`); in a forked worker the
+    others come compiled by the fork server (`devserve.codecache`).
+    """
+    if config.env_file is not None:
+        apply_env(load_env_file(config.env_file))
+    drop_saved_bytecode(handoff.changed, handoff.project_dirs)
+    codecache.install()
+
+
 def run(handoff: Handoff, *, started_at: float) -> int:
     """Serve one generation; return the exit code."""
     known_modules = frozenset(sys.modules)  # the fork server's preloads, or the bare stack
@@ -322,9 +344,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
             return run_coroutine(
                 failure_worker(crash_app(handoff.crash, dev, handoff.changed)).serve(), factory
             )
-        if config.env_file is not None:
-            apply_env(load_env_file(config.env_file))
-        drop_saved_bytecode(handoff.changed, handoff.project_dirs)
+        prepare_import(config, handoff)
         return run_coroutine(worker.serve(), factory)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the app boundary: report, serve the failure
         stage = "lifespan startup" if type(exc).__name__ == "StartupFailed" else "import"

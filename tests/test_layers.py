@@ -56,6 +56,7 @@ PROTOCOL_FORBIDDEN = {"asyncio", "socket", "devserve.events"}
 WORKER_FORBIDDEN = {"rich", "watchfiles"}
 WORKER_SIDE = {
     "worker",
+    "codecache",
     "spare",
     "workerproc",
     "server",

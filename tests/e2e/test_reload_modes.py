@@ -159,3 +159,16 @@ def test_the_replaced_worker_yields_the_cpu_while_its_successor_imports(tmp_path
 
         wait_until(new_worker_serves, 10)
         assert _nice_values(int(served[-1])) == {base}
+
+
+def test_saving_a_module_back_and_forth_serves_each_version(tmp_path: Path) -> None:
+    # The fork server keeps the project's modules compiled (devserve.codecache); whatever
+    # it holds, each save must be served as written, here without any .pyc to fall back on.
+    write(
+        tmp_path / "main.py", app_source("unused", prelude="import version", body="version.VERSION")
+    )
+    with reload_server(tmp_path, env={"PYTHONDONTWRITEBYTECODE": "1"}) as cli:
+        for number, version in enumerate(["v1", "v2", "v1", "v2", "v3"], start=1):
+            write(tmp_path / "version.py", f"VERSION = {version!r}\n")
+            wait_served(cli, 200, version)
+            wait_reloads(cli, number - 1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devserve import codecache
 from devserve.forklauncher import ForkServerLauncher
 from devserve.forkserver import ForkServer
 from devserve.handoff import Handoff
@@ -44,6 +45,43 @@ def test_preload_compiles_the_reported_patterns(tmp_path: Path) -> None:
             os.close(fd)
         ours.close()
         theirs.close()
+
+
+def test_reported_sources_are_compiled_and_a_stale_spare_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(codecache, "_compiled", {})
+    ours, theirs = socket.socketpair()
+    read_fd, write_fd = os.pipe()
+    server = ForkServer(theirs, read_fd, [str(tmp_path)])
+    server._wants_spare = True
+    source = tmp_path / "main.py"
+    source.write_text("app = None\n")
+    message = {"op": "preload", "names": [], "patterns": [], "sources": [str(source)]}
+    spares: list[socket.socket] = []
+
+    def waiting_spare() -> None:
+        spares.extend(socket.socketpair())
+        server._spare = (2**22 + len(spares), spares[-2])
+
+    try:
+        waiting_spare()
+        server._dispatch(message)
+        assert codecache.cached_paths() == [str(source)]
+        assert server._spare is None  # it was forked before: it lacks the new code
+        assert server._spare_at is not None  # ... and a new one is on its way
+        waiting_spare()
+        server._dispatch(message)  # nothing changed: the spare stays
+        assert server._spare is not None
+        assert server._spare[1] is spares[-2]
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            ours.recv(1)  # no module to import: no "preloaded" answer
+    finally:
+        for fd in (read_fd, write_fd, server._wake_r, server._wake_w):
+            os.close(fd)
+        for sock in (ours, theirs, *spares):
+            sock.close()
 
 
 def test_copying_the_heap_pages_keeps_everything_frozen() -> None:

@@ -7,7 +7,7 @@ import py_compile
 import types
 from pathlib import Path
 
-from devserve.workerproc import drop_saved_bytecode, third_party_modules
+from devserve.workerproc import drop_saved_bytecode, split_modules
 
 
 def _module(name: str, filename: str | None) -> types.ModuleType:
@@ -17,25 +17,28 @@ def _module(name: str, filename: str | None) -> types.ModuleType:
     return module
 
 
-def test_third_party_modules_leave_out_project_devserve_builtin_and_known(tmp_path: Path) -> None:
+def test_split_modules_gives_third_party_names_and_project_sources(tmp_path: Path) -> None:
     project, site = tmp_path / "project", tmp_path / "site"
     modules = {
         "__main__": _module("__main__", str(site / "x.py")),
         "sys": _module("sys", None),
         "devserve.worker": _module("devserve.worker", str(site / "devserve/worker.py")),
         "main": _module("main", str(project / "main.py")),
+        "pkg": _module("pkg", str(project / "pkg/__init__.py")),
+        "pkg.native": _module("pkg.native", str(project / "pkg/native.so")),
         "fastapi": _module("fastapi", str(site / "fastapi/__init__.py")),
         "pydantic": _module("pydantic", str(site / "pydantic/__init__.py")),
         "anyio._backends._asyncio": _module("a", str(site / "anyio/_backends/_asyncio.py")),
     }
-    assert third_party_modules(modules, [str(project)]) == (
-        "anyio._backends._asyncio",
-        "fastapi",
-        "pydantic",
-    )
+    names, sources = split_modules(modules, [str(project)])
+    assert names == ("anyio._backends._asyncio", "fastapi", "pydantic")
+    assert sources == (str(project / "main.py"), str(project / "pkg/__init__.py"))
     # A forked worker starts with the fork server's preloads: only newer imports count.
-    known = frozenset({"fastapi", "pydantic"})
-    assert third_party_modules(modules, [str(project)], known) == ("anyio._backends._asyncio",)
+    known = frozenset({"fastapi", "pydantic", "main"})
+    assert split_modules(modules, [str(project)], known) == (
+        ("anyio._backends._asyncio",),
+        (str(project / "pkg/__init__.py"),),
+    )
 
 
 def test_saved_files_lose_their_cached_bytecode(tmp_path: Path) -> None:
