@@ -46,9 +46,12 @@ SETTLE_S = 2.5
 #: Steps in path order: (label, process: "sup" supervisor, "fs" fork server, "new" worker).
 STEPS = (
     ("rust_return", "sup"),
+    ("inotify_read", "sup"),
     ("raw_in_loop", "sup"),
     ("batch_made", "sup"),
     ("policy_fed", "sup"),
+    ("yield_start", "sup"),
+    ("yield_end", "sup"),
     ("fork_asked", "sup"),
     ("handoff_decoded", "fs"),
     ("spare_go", "new"),

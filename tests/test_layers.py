@@ -33,6 +33,7 @@ SUPERVISOR_SIDE = {
     "wire",
     "regexcache",
     "watch",
+    "inotify",
     "watchplan",
     "contentindex",
     "mounts",

@@ -115,6 +115,7 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
         handoff,
         ipc,
         lifespan,
+        process,
         server,
         spare,
         supervisor,
@@ -151,10 +152,21 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
 
     watchfiles.main.RustNotify = TracedRustNotify
 
+    from devserve import inotify  # noqa: PLC0415
+
+    read = inotify.Inotify.read
+
+    def traced_read(self: Any) -> Any:
+        events = read(self)
+        if events:
+            mark("inotify_read", len(events))
+        return events
+
+    inotify.Inotify.read = traced_read
     next_raw = watch._WatchLoop.next_raw
 
-    async def traced_next_raw(self: Any, stop_event: Any) -> Any:
-        raw = await next_raw(self, stop_event)
+    async def traced_next_raw(self: Any, stop_event: Any, **kwargs: Any) -> Any:
+        raw = await next_raw(self, stop_event, **kwargs)
         if raw:
             mark("raw_in_loop", len(raw))
         return raw
@@ -170,6 +182,7 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
         feed(self, event)
 
     supervisor.Supervisor.feed = traced_feed
+    _wrap(process, "yield_cpu", "yield_start", "yield_end")
     _wrap_async(forklauncher.ForkServerLauncher, "launch", "fork_asked", "fork_answered")
     on_event = supervisor.Supervisor._on_worker_event
 

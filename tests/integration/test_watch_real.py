@@ -1,4 +1,7 @@
-"""`watch_changes` against the real watchfiles/notify backend on tmp_path.
+"""`watch_changes` against the real OS watchers on tmp_path: inotify, watchfiles/notify, polling.
+
+Every test runs with both native watchers (devserve's inotify reader, and watchfiles, its
+fallback), the `native` fixture.
 
 Every wait is bounded with `asyncio.wait_for`. "Nothing happened" is proven with a sentinel:
 after the edits that must be ignored, one real edit is made, and the next batch must hold only
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 import watchfiles
 
+from devserve.inotify import inotify_changes
 from devserve.mounts import PollingDecision
 from devserve.poller import RawChanges, poll_changes
 from devserve.watch import AwatchFunction, ChangeBatch, WatchSettings, watch_changes
@@ -25,10 +29,13 @@ from devserve.watchplan import WatchPlan
 DELAY_MS = 50
 QUIET_S = DELAY_MS / 1000 + 0.5  # the step plus margin for the watcher thread and hashing
 BATCH_TIMEOUT_S = 5.0
+NATIVE: dict[str, AwatchFunction] = {"inotify": inotify_changes, "watchfiles": watchfiles.awatch}
 
 
 class Watching:
     """A running `watch_changes` whose batches land in a queue."""
+
+    native = "inotify"  # the OS watcher when not polling: a key of NATIVE (see `native`)
 
     def __init__(self, *, should_poll: bool) -> None:
         self.should_poll = should_poll
@@ -52,7 +59,7 @@ class Watching:
         recursive: bool,
     ) -> AsyncIterator[RawChanges]:
         self.watched.append((paths, recursive))
-        source: AwatchFunction = poll_changes if self.should_poll else watchfiles.awatch
+        source = poll_changes if self.should_poll else NATIVE[self.native]
         return source(
             *paths,
             watch_filter=watch_filter,
@@ -96,6 +103,12 @@ async def watching(
     finally:
         stop.set()
         await asyncio.wait_for(task, BATCH_TIMEOUT_S)
+
+
+@pytest.fixture(autouse=True, params=sorted(NATIVE))
+def native(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each test with each native watcher."""
+    monkeypatch.setattr(Watching, "native", request.param)
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
