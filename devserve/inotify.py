@@ -17,8 +17,9 @@ written before the watch existed is not missed. Non-recursive plans (devserve's 
 watching an ignored directory) watch exactly the directories given; a plan path that is a
 file is watched through its parent directory, for that name only. Where inotify cannot be
 used (not Linux, no instance or watch left: ``fs.inotify.max_user_watches``), the sets come
-from `watchfiles.awatch` instead. An overflowed event queue raises `EventsLost`: the caller
-re-scans the tree.
+from `watchfiles.awatch` instead. An overflowed event queue, or a new directory with no
+watch left for it, raises `EventsLost`: the caller re-scans the tree and starts again
+(falling back to watchfiles if inotify still cannot do it).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ _MAX_READS = 64
 
 
 class EventsLost(Exception):
-    """The kernel's event queue overflowed: some changes were not reported."""
+    """Some changes cannot be reported: the kernel's queue overflowed, or no watch is left."""
 
 
 def is_available() -> bool:
@@ -225,6 +226,15 @@ def _setup(paths: tuple[str, ...], recursive: bool) -> Inotify:
     return watcher
 
 
+def _watch_new(watcher: Inotify, path: str) -> list[str]:
+    """Watch a directory that appeared, and below it; the files it already holds."""
+    try:
+        return watcher.watch_tree(path)
+    except OSError as exc:  # out of watches: the caller re-plans, and falls back if need be
+        msg = f"cannot watch {path}: {exc}"
+        raise EventsLost(msg) from exc
+
+
 async def _first(
     readable: asyncio.Event, stopping: asyncio.Task[Literal[True]], timeout_s: float | None
 ) -> bool:
@@ -280,7 +290,7 @@ async def inotify_changes(
                 for mask, path in watcher.read():
                     burst.add(mask, path)
                     if recursive and mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
-                        burst.changes.update((Change.added, f) for f in watcher.watch_tree(path))
+                        burst.changes.update((Change.added, f) for f in _watch_new(watcher, path))
                 if burst.is_settled:
                     break
                 quiet_s = min(step / 1000, deadline - time.monotonic())

@@ -250,3 +250,19 @@ def test_change_of_maps_masks_to_watchfiles_changes() -> None:
     assert inotify.change_of(inotify.IN_DELETE_SELF) is Change.deleted
     assert inotify.change_of(inotify.IN_CLOSE_WRITE) is Change.modified
     assert inotify.change_of(inotify.IN_ATTRIB) is Change.modified
+
+
+def test_a_new_directory_beyond_the_watch_limit_raises_events_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_watch_left(_self: Inotify, path: str) -> list[str]:
+        raise OSError(28, "No space left on device", path)
+
+    async def scenario() -> None:
+        with pytest.raises(EventsLost, match="cannot watch"):
+            async with changes(tmp_path) as seen:
+                monkeypatch.setattr(Inotify, "watch_tree", no_watch_left)
+                (tmp_path / "pkg").mkdir()
+                await seen.assert_none_within(0.5)
+
+    run(scenario)
