@@ -67,6 +67,7 @@ from devserve.spare import (
     await_handoff,
     copy_heap_pages,
     process_name,
+    rehearse_event_loop,
     set_process_name,
     with_fds,
 )
@@ -271,6 +272,7 @@ class ForkServer:
         name = process_name()
         set_process_name(SPARE_NAME)
         copy_heap_pages()
+        rehearse_event_loop()
         handoff = await_handoff(sock, self.parent_fd)
         if handoff is None:
             return 0

@@ -109,6 +109,7 @@ class Supervisor:
         parent_pipe: tuple[int, int] | None = None,
     ) -> None:
         self.config = config
+        self._config_json = config.to_json()  # frozen: encoded once, not on every reload
         self.capture_output = capture_output
         self.listeners = listeners
         self.changes = changes
@@ -212,7 +213,7 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         listen_fds = [listener.sock.fileno() for listener in self.listeners]
         handoff = Handoff(
-            config_json=self.config.to_json(),
+            config_json=self._config_json,
             listen_fds=tuple(listen_fds),
             urls=tuple(listener.url for listener in self.listeners),
             events_fd=write_fd,

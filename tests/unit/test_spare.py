@@ -1,8 +1,10 @@
-"""Tests of `devserve.spare`'s page copying: which mappings it picks, and that it runs."""
+"""Tests of `devserve.spare`'s preparations: which mappings it copies, the loop it rehearses."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from devserve import spare
-from devserve.spare import POPULATE_MAX_BYTES, populate_shared_pages, shared_writable_ranges
+from devserve.spare import (
+    POPULATE_MAX_BYTES,
+    populate_shared_pages,
+    rehearse_event_loop,
+    shared_writable_ranges,
+)
 
 
 def mapping(
@@ -101,3 +108,12 @@ def test_nothing_is_copied_beyond_the_budget(monkeypatch: pytest.MonkeyPatch) ->
     picked, done, left = (int(n) for n in in_child(populate_and_count).split())
     assert picked > 0
     assert (done, left) == (0, picked)
+
+
+def test_rehearsing_an_event_loop_leaves_signals_and_loops_as_they_were() -> None:
+    handler = signal.getsignal(signal.SIGINT)
+    rehearse_event_loop()
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert signal.set_wakeup_fd(-1) == -1  # none left behind
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
