@@ -58,6 +58,8 @@ STEPS = (
     ("worker_run", "new"),
     ("output_redirected", "new"),
     ("dev_mode_built", "new"),
+    ("prepare_start", "new"),
+    ("prepare_end", "new"),
     ("runner_called", "new"),
     ("serve_started", "new"),
     ("import_start", "new"),

@@ -221,6 +221,7 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
     workerproc.run = traced_run
     _wrap(workerproc, "redirect_output", None, "output_redirected")
     _wrap(workerproc, "worker_dev_mode", None, "dev_mode_built")
+    _wrap(workerproc, "prepare_import", "prepare_start", "prepare_end")
     _wrap(workerproc, "run_coroutine", "runner_called", None)
     _wrap_async(worker.Worker, "serve", "serve_started", None)
     load_app = worker.load_app

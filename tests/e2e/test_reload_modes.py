@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from devserve.process import YIELD_NICE
 from tests.e2e.test_reload import (
     RELOAD_ARGS,
     app_source,
@@ -147,7 +148,7 @@ def test_the_replaced_worker_yields_the_cpu_while_its_successor_imports(tmp_path
         assert _nice_values(old) == {base}
         assert len(os.listdir(f"/proc/{old}/task")) >= 2  # main + the thread
         write(tmp_path / "main.py", app_source("v2", prelude=gate, body="str(os.getpid())"))
-        wait_until(lambda: _nice_values(old) == {min(19, base + 10)}, 5)
+        wait_until(lambda: _nice_values(old) == {min(19, base + YIELD_NICE)}, 5)
         assert httpx.get(cli.url, timeout=3).text == str(old)  # still serving, meanwhile
         assert os.getpriority(os.PRIO_PROCESS, cli.proc.pid) == base  # the supervisor is not
         release.touch()
