@@ -50,9 +50,8 @@ STEPS = (
     ("raw_in_loop", "sup"),
     ("batch_made", "sup"),
     ("policy_fed", "sup"),
-    ("yield_start", "sup"),
-    ("yield_end", "sup"),
     ("fork_asked", "sup"),
+    ("old_stepped_aside", "old"),  # the worker being replaced holds new connections back
     ("handoff_decoded", "fs"),
     ("spare_go", "new"),
     ("worker_run", "new"),
@@ -68,6 +67,7 @@ STEPS = (
     ("ready_sent", "new"),
     ("ready_received", "sup"),
     ("swap_done", "sup"),
+    ("poll_sent", "bench"),  # the poll that got the new version left the bench (not traced)
     ("connection_made", "new"),
     ("app_first_call", "new"),
     ("app_first_return", "new"),

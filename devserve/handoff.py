@@ -9,6 +9,10 @@ and 2, so the app's output reaches the supervisor line by line (`devserve.output
 serve TLS with them (with ``--https-port`` one port stays plain). When the builder leaves
 it out, it is read from the URLs: an ``https`` URL is a TLS listener.
 
+Besides the handoff, the supervisor signals a worker: SIGTERM drains it, SIGUSR1 says a
+live-reload notice is posted, and `STEP_ASIDE_SIGNAL` says a newer generation is starting
+(`devserve.worker.Worker.step_aside`).
+
 ``crash``, when set, makes the worker a *crash page* (#7): it never imports the app and
 answers every request with how an earlier generation died before it was ready (exit code
 or signal, its last output lines when the supervisor read them).
@@ -17,10 +21,14 @@ or signal, its last output lines when the supervisor read them).
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass
 from typing import Any
 
 from devserve.events import exit_how
+
+#: Sent to every serving worker when a newer generation starts (see the module docstring).
+STEP_ASIDE_SIGNAL = signal.SIGUSR2
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,11 @@
 wakes the supervisor 500 times a second while nothing happens (about 1% of a core).
 `inotify_changes` has the same signature and yields the same sets, but reads the inotify
 descriptor when the kernel says it is readable: nothing runs while nothing changes, and a
-set is reported as soon as every file in it is *complete* (its last event is a
-close-after-write, a rename into place, or an attribute change). A set still holding a
-file that is open for writing, or one that just disappeared (an editor's rename-and-write
-dance), waits for one quiet ``step`` as watchfiles would, and at most ``debounce`` ms.
+set is reported 1 ms after its last event once every file in it is *complete* (its last
+event is a close-after-write, a rename into place, or an attribute change): the 1 ms keeps
+the files of one checkout or formatter run in one set. A set still holding a file that is
+open for writing, or one that just disappeared (an editor's rename-and-write dance), waits
+for one quiet ``step`` as watchfiles would; a set grows for at most ``debounce`` ms.
 
 Recursive plans get a watch per directory (inotify does not recurse); a directory created
 or moved in later gets its watches at once and its files are reported as added, so a file
@@ -60,8 +61,11 @@ DIR_MASK = (
     IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
     | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 )  # fmt: skip
-#: Events after which a file is complete: a set holding only these is reported at once.
+#: Events after which a file is complete: a set holding only complete files is reported
+#: after `SETTLED_QUIET_MS` without a new event (a checkout writes its files well within
+#: that of each other, so they stay one set), one holding others after a whole step.
 SETTLED = IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB
+SETTLED_QUIET_MS = 1
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
 _READ_SIZE = 256 * 1024
 _MAX_READS = 64
@@ -291,11 +295,10 @@ async def inotify_changes(
                     burst.add(mask, path)
                     if recursive and mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
                         burst.changes.update((Change.added, f) for f in _watch_new(watcher, path))
-                if burst.is_settled:
-                    break
-                quiet_s = min(step / 1000, deadline - time.monotonic())
+                quiet_ms = min(step, SETTLED_QUIET_MS) if burst.is_settled else step
+                quiet_s = min(quiet_ms / 1000, deadline - time.monotonic())
                 if quiet_s <= 0 or not await _first(readable, stopping, quiet_s):
-                    break  # one quiet step (or the longest burst): report what there is
+                    break  # quiet long enough (or the longest burst): report what there is
             if burst.changes:
                 yield burst.changes
     finally:

@@ -22,10 +22,6 @@ from devserve.handoff import Handoff
 from devserve.regexcache import Pattern
 
 KILL_MARGIN_S = 1.0
-#: How much lower (in nice steps, up to 19: the lowest) a replaced worker runs while its
-#: successor starts. At +10 the old worker still took about 10% of a shared core: 3 ms of
-#: a FastAPI import's 27 (bench/reload_trace.py, every server process on one core).
-YIELD_NICE = 19
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -62,14 +58,6 @@ class WorkerProcess:
     def kill(self) -> None:
         """Kill it now."""
         self.send_signal(signal.SIGKILL)
-
-    def yield_cpu(self) -> None:
-        """Run at a lower CPU priority from now on: a newer generation is starting.
-
-        See `yield_cpu`.
-        """
-        if not self.exited.done():
-            yield_cpu(self.pid)
 
     def forget_timer(self) -> None:
         """Cancel the pending kill (it exited)."""
@@ -147,29 +135,6 @@ class SpawnLauncher:
 
     def prepare_next(self) -> None:
         """Nothing to prepare on the spawn path."""
-
-
-def yield_cpu(pid: int) -> None:
-    """Lower the scheduling priority of process `pid`, every thread of it, by `YIELD_NICE`.
-
-    Where CPU is short (two cores, a busy laptop, a container with one CPU) the worker
-    being replaced keeps answering requests while its successor imports the app, and they
-    share a core: the import, which the developer is waiting for, should come first. With
-    no contention a nice value changes nothing. It cannot be undone without privileges, so
-    only a worker on its way out gets it (if its successor crashes before it is ready, it
-    serves on at the lower priority until the next save replaces it). Linux sets a nice
-    value per thread, hence every entry of ``/proc/PID/task``; elsewhere the process's
-    value covers its threads. Failures (it exited, not permitted) change nothing.
-    """
-    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + YIELD_NICE)
-    try:
-        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        threads = [pid]
-    for tid in threads:
-        with contextlib.suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, tid) < target:
-                os.setpriority(os.PRIO_PROCESS, tid, target)
 
 
 def become_subreaper() -> None:

@@ -43,7 +43,7 @@ from devserve.events import (
     StartupFailed,
 )
 from devserve.forklauncher import ForkServerLauncher, default_launcher
-from devserve.handoff import Crash, Handoff
+from devserve.handoff import STEP_ASIDE_SIGNAL, Crash, Handoff
 from devserve.ipc import EventReceiver
 from devserve.livenotice import BrowserNotices
 from devserve.outputpipe import OutputPipes
@@ -207,9 +207,10 @@ class Supervisor:
     # -- workers ----------------------------------------------------------------------------
 
     async def _start(self, generation: int, crash: Crash | None = None) -> None:
-        if crash is None:  # a new version: its import comes before the old one's requests
+        if crash is None:  # a new version: the serving workers make way for it
             for worker in self.workers.values():
-                worker.yield_cpu()
+                if worker.generation in self.browsers.ready:  # its signal handlers are set
+                    worker.send_signal(STEP_ASIDE_SIGNAL)
         read_fd, write_fd = os.pipe()
         listen_fds = [listener.sock.fileno() for listener in self.listeners]
         handoff = Handoff(

@@ -50,7 +50,7 @@ from devserve.devmode import DevMode, LiveReload, dev_mode, respond
 from devserve.envfile import apply_env, load_env_file
 from devserve.events import Event, ModulesLoaded, StartupFailed
 from devserve.failures import crash_failure, exception_failure
-from devserve.handoff import Crash, Handoff
+from devserve.handoff import STEP_ASIDE_SIGNAL, Crash, Handoff
 from devserve.ipc import EventSender
 from devserve.regexcache import Pattern, cached_patterns, new_patterns
 from devserve.sockets import Listener
@@ -300,6 +300,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
     sys.breakpointhook = breakpoint_without_terminal
     # A notice signal before the loop's handler is installed must not kill the worker.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(STEP_ASIDE_SIGNAL, signal.SIG_IGN)  # nor may one before it serves
     config = Config.from_json(handoff.config_json)
     sender = EventSender(handoff.events_fd)
     emit: Callable[[Event], None] = sender
@@ -328,6 +329,7 @@ def run(handoff: Handoff, *, started_at: float) -> int:
         started_at=started_at,
         parent_fd=handoff.parent_fd,
         stop_signals=RELOAD_STOP_SIGNALS,
+        step_aside_signal=STEP_ASIDE_SIGNAL,
         dev=dev,
     )
 

@@ -115,7 +115,6 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
         handoff,
         ipc,
         lifespan,
-        process,
         server,
         spare,
         supervisor,
@@ -182,7 +181,6 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
         feed(self, event)
 
     supervisor.Supervisor.feed = traced_feed
-    _wrap(process, "yield_cpu", "yield_start", "yield_end")
     _wrap_async(forklauncher.ForkServerLauncher, "launch", "fork_asked", "fork_answered")
     on_event = supervisor.Supervisor._on_worker_event
 
@@ -224,6 +222,7 @@ def _install() -> None:  # noqa: C901, PLR0915 - one place lists every hook
     _wrap(workerproc, "prepare_import", "prepare_start", "prepare_end")
     _wrap(workerproc, "run_coroutine", "runner_called", None)
     _wrap_async(worker.Worker, "serve", "serve_started", None)
+    _wrap(worker.Worker, "step_aside", None, "old_stepped_aside")
     load_app = worker.load_app
 
     def traced_load(*args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from devserve.process import YIELD_NICE
+from devserve.worker import YIELD_NICE
 from tests.e2e.test_reload import (
     RELOAD_ARGS,
     app_source,
@@ -173,3 +173,30 @@ def test_saving_a_module_back_and_forth_serves_each_version(tmp_path: Path) -> N
             write(tmp_path / "version.py", f"VERSION = {version!r}\n")
             wait_served(cli, 200, version)
             wait_reloads(cli, number - 1)
+
+
+def test_a_new_connection_during_the_import_is_answered_by_the_new_code(tmp_path: Path) -> None:
+    # The old worker steps aside when the new generation starts: new connections wait in
+    # the backlog (up to HOLD_S) and the new worker answers them once it is ready.
+    release = tmp_path / "release"
+    gate = (
+        "import time\n"
+        "_end = time.monotonic() + 20\n"
+        f"while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < _end:\n"
+        "    time.sleep(0.01)"
+    )
+    write(tmp_path / "main.py", app_source("v1", body="str(os.getpid())"))
+    with reload_server(tmp_path) as cli:
+        old = int(wait_served(cli, 200, ""))
+        base = os.getpriority(os.PRIO_PROCESS, cli.proc.pid)
+        write(tmp_path / "main.py", app_source("v2", prelude=gate, body="'v2'"))
+        wait_until(lambda: _nice_values(old) != {base}, 5, step_s=0.005)  # it stepped aside
+        host, port = cli.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            time.sleep(0.02)  # the old worker, were it accepting, would answer v1 meanwhile
+            release.touch()
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        assert answer.endswith(b"\r\n\r\nv2"), answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,6 +75,23 @@ def test_a_complete_write_is_reported_at_once(tmp_path: Path) -> None:
         async with changes(tmp_path) as seen:
             target.write_text("v = 2\n")  # open, truncate, write, close
             assert await seen.next() == {(Change.modified, str(target))}
+
+    run(scenario)
+
+
+def test_files_written_back_to_back_are_one_set(tmp_path: Path) -> None:
+    # A checkout or a formatter: each file is complete on its own, but they are one change.
+    paths = [tmp_path / f"mod{index:03d}.py" for index in range(100)]
+
+    async def scenario() -> None:
+        # Another process writes, as git or a formatter would (no GIL shared with the reader).
+        script = "import sys\nfor p in sys.argv[1:]:\n    open(p, 'w').write('VALUE = 2\\n')"
+        async with changes(tmp_path) as seen:
+            writer = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", script, *(str(p) for p in paths)
+            )
+            assert await asyncio.wait_for(writer.wait(), WAIT_S) == 0
+            assert {p for _, p in await seen.next()} == {str(p) for p in paths}
 
     run(scenario)
 
