@@ -11,7 +11,7 @@ it out, it is read from the URLs: an ``https`` URL is a TLS listener.
 
 Besides the handoff, the supervisor signals a worker: SIGTERM drains it, SIGUSR1 says a
 live-reload notice is posted, and `STEP_ASIDE_SIGNAL` says a newer generation is starting
-(`devserve.worker.Worker.step_aside`).
+(`devserve.stepaside`).
 
 ``crash``, when set, makes the worker a *crash page* (#7): it never imports the app and
 answers every request with how an earlier generation died before it was ready (exit code

@@ -30,9 +30,10 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
+from devserve import stepaside
 from devserve.appload import load_app
 from devserve.asgi import ASGIApp
 from devserve.config import Config
@@ -42,16 +43,11 @@ from devserve.forwarded import TrustedProxies
 from devserve.lifespan import Lifespan, StartupFailed
 from devserve.server import HttpProtocol, ServerContext
 from devserve.sockets import Listener
+from devserve.stepaside import HOLD_S, Accepting, Acceptor
 from devserve.wssettings import WebSocketSettings
 
 _T = TypeVar("_T")
 LIFESPAN_STARTUP_TIMEOUT_S = 60.0
-
-
-class _Acceptor(Protocol):
-    """What shutdown needs of an `asyncio.Server` or a `TLSAcceptor`: stop accepting."""
-
-    def close(self) -> None: ...
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -99,76 +95,6 @@ def _interruptible_by_sigint(enabled: bool) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-#: How long a worker holds back new connections for a newer generation (see `Accepting`).
-HOLD_S = 0.25
-#: How much lower (in nice steps, up to 19: the lowest) a worker runs once a newer
-#: generation starts. At +10 the old worker still took about 10% of a shared core: 3 ms
-#: of a FastAPI import's 27 (bench/reload_trace.py, every server process on one core).
-YIELD_NICE = 19
-
-
-class Accepting:
-    """A worker's acceptors, which a newer generation starting can hold back for a while.
-
-    While held, this worker accepts no new connection: they wait in the listening socket's
-    backlog (shared by every generation), so a request made just after a save is answered
-    by the new code, which accepts as soon as it is ready. If it is not ready in time (a
-    slow import, a crash), this worker accepts again. Connections already open are served
-    as before.
-
-    Args:
-        start: starts accepting on every listener; returns the acceptors.
-    """
-
-    def __init__(self, start: Callable[[], Awaitable[list[_Acceptor]]]) -> None:
-        self._start = start
-        self.acceptors: list[_Acceptor] = []
-        self.is_closed = False
-        self._resume: asyncio.TimerHandle | None = None
-        self._reopening: asyncio.Future[None] | None = None
-
-    async def open(self) -> None:
-        """Start accepting."""
-        self.acceptors = await self._start()
-
-    def hold(self, seconds: float) -> None:
-        """Accept nothing for `seconds` (from now, if already held), then accept again."""
-        if self.is_closed:
-            return
-        if self._resume is not None:
-            self._resume.cancel()
-        self._close_acceptors()
-        self._resume = asyncio.get_running_loop().call_later(seconds, self._resume_now)
-
-    @property
-    def is_held(self) -> bool:
-        """Whether new connections are held back now."""
-        return self._resume is not None
-
-    def close(self) -> None:
-        """Stop accepting for good (shutdown)."""
-        self.is_closed = True
-        if self._resume is not None:
-            self._resume.cancel()
-            self._resume = None
-        self._close_acceptors()
-
-    def _resume_now(self) -> None:
-        self._resume = None
-        self._reopening = asyncio.ensure_future(self._reopen())
-
-    async def _reopen(self) -> None:
-        acceptors = await self._start()
-        self.acceptors.extend(acceptors)
-        if self.is_closed or self.is_held:  # stopped or held again meanwhile
-            self._close_acceptors()
-
-    def _close_acceptors(self) -> None:
-        acceptors, self.acceptors = self.acceptors, []
-        for acceptor in acceptors:
-            acceptor.close()
-
-
 class Worker:
     """One server generation: an app served on listeners until stopped.
 
@@ -204,6 +130,7 @@ class Worker:
         self.stop_signals = stop_signals
         self.step_aside_signal = step_aside_signal
         self.accepting: Accepting | None = None
+        self._ctx: ServerContext | None = None
         self.listeners = list(listeners)
         self.emit = emit
         self.ssl_context = ssl_context
@@ -233,6 +160,7 @@ class Worker:
         dev = self.dev
         served = dev.wrap(app) if dev is not None else app
         ctx = ServerContext(served, config, emit=self.emit, state=state, proxies=proxies)
+        self._ctx = ctx
         if dev is not None:
             ctx.error_page = dev.error_response
             dev.start(loop)
@@ -260,12 +188,12 @@ class Worker:
 
     async def _accept_all(
         self, loop: asyncio.AbstractEventLoop, ctx: ServerContext
-    ) -> list[_Acceptor]:
+    ) -> list[Acceptor]:
         return [await self._accept(loop, listener, ctx) for listener in self.listeners]
 
     async def _accept(
         self, loop: asyncio.AbstractEventLoop, listener: Listener, ctx: ServerContext
-    ) -> _Acceptor:
+    ) -> Acceptor:
         """Start accepting on `listener`: TLS (with the plain-HTTP redirect) or plain."""
         ssl_context = self.ssl_context if listener.is_tls else None
         scheme = "https" if ssl_context is not None else "http"
@@ -312,12 +240,25 @@ class Worker:
     def step_aside(self) -> None:
         """A newer generation is starting: hold new connections for it, and yield the CPU.
 
-        New connections wait for it up to `HOLD_S` (see `Accepting`), and this worker runs
-        at the lowest priority from now on (`yield_cpu`).
+        New connections wait for it up to `HOLD_S` (see `Accepting`). Once the requests in
+        flight now are answered (their clients are waiting; or after `YIELD_AFTER_S`, as
+        a stream may never end), this worker runs at the lowest priority (`yield_cpu`).
         """
         if self.accepting is not None and not self.stop_requested.is_set():
             self.accepting.hold(HOLD_S)
-        yield_cpu()
+        in_flight = set(self._ctx.tasks) if self._ctx is not None else set()
+        if not in_flight:
+            stepaside.yield_cpu()
+            return
+
+        def answered(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if not in_flight:
+                stepaside.yield_cpu()
+
+        for task in list(in_flight):
+            task.add_done_callback(answered)
+        asyncio.get_running_loop().call_later(stepaside.YIELD_AFTER_S, stepaside.yield_cpu)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in self.stop_signals:
@@ -355,29 +296,6 @@ class Worker:
             await lifespan.shutdown(grace_s)
             if lifespan.failure is not None:
                 self.emit(LogLine("error", lifespan.failure))
-
-
-def yield_cpu() -> None:
-    """Lower this process's scheduling priority, every thread of it, by `YIELD_NICE`.
-
-    Where CPU is short (two cores, a busy laptop, a container with one CPU) the worker
-    being replaced keeps answering requests while its successor imports the app, and they
-    share a core: the import, which the developer is waiting for, should come first. With
-    no contention a nice value changes nothing. It cannot be undone without privileges, so
-    only a worker on its way out does it (if its successor crashes before it is ready, it
-    serves on at the lower priority until the next save replaces it). Linux sets a nice
-    value per thread, hence every entry of ``/proc/self/task``; elsewhere the process's
-    value covers its threads. Failures (not permitted) change nothing.
-    """
-    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + YIELD_NICE)
-    try:
-        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:
-        threads = [0]
-    for tid in threads:
-        with contextlib.suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, tid) < target:
-                os.setpriority(os.PRIO_PROCESS, tid, target)
 
 
 def _display_url(listener: Listener) -> str:

@@ -57,6 +57,7 @@ PROTOCOL_FORBIDDEN = {"asyncio", "socket", "devserve.events"}
 WORKER_FORBIDDEN = {"rich", "watchfiles"}
 WORKER_SIDE = {
     "worker",
+    "stepaside",
     "codecache",
     "spare",
     "workerproc",

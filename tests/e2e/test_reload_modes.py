@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from devserve.worker import YIELD_NICE
+from devserve.stepaside import YIELD_NICE
 from tests.e2e.test_reload import (
     RELOAD_ARGS,
     app_source,

@@ -1,4 +1,4 @@
-"""devserve.worker.Accepting over a real loopback listener: hold, resume, close."""
+"""devserve.stepaside.Accepting over a real loopback listener: hold, resume, close."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from devserve.worker import Accepting
+from devserve.stepaside import Accepting
 
 WAIT_S = 3.0
 
