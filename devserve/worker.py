@@ -214,11 +214,11 @@ class Worker:
             )
             acceptor.start()
             return acceptor
-        # A copy of the descriptor: closing the server closes it, and `Accepting` may have
-        # to start again on the same socket.
-        return await loop.create_server(
-            make_protocol, sock=listener.sock.dup(), backlog=self.config.backlog
-        )
+        # Closing the server closes its socket: a worker that may step aside (and so start
+        # accepting again) serves a copy of the descriptor. A single process serves the
+        # socket itself, so that new connections are refused once it stops accepting.
+        sock = listener.sock.dup() if self.step_aside_signal is not None else listener.sock
+        return await loop.create_server(make_protocol, sock=sock, backlog=self.config.backlog)
 
     def request_stop(self) -> None:
         """Begin graceful shutdown; a second call forces it."""
