@@ -63,7 +63,9 @@ DIR_MASK = (
 )  # fmt: skip
 #: Events after which a file is complete: a set holding only complete files is reported
 #: after `SETTLED_QUIET_MS` without a new event (a checkout writes its files well within
-#: that of each other, so they stay one set), one holding others after a whole step.
+#: that of each other, so they stay one set), one holding others after a whole step. A
+#: writer descheduled for longer in mid-burst (a machine busy on every core) splits it,
+#: as a watchfiles step boundary could: the later files then make a second reload.
 SETTLED = IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB
 SETTLED_QUIET_MS = 1
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)

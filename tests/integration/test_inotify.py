@@ -81,7 +81,7 @@ def test_a_complete_write_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_files_written_back_to_back_are_one_set(tmp_path: Path) -> None:
     # A checkout or a formatter: each file is complete on its own, but they are one change.
-    paths = [tmp_path / f"mod{index:03d}.py" for index in range(100)]
+    paths = [tmp_path / f"mod{index:03d}.py" for index in range(30)]
 
     async def scenario() -> None:
         # Another process writes, as git or a formatter would (no GIL shared with the reader).
