@@ -30,6 +30,7 @@ HOLD_S = 0.25
 YIELD_NICE = 19
 #: A worker stepping aside yields the CPU this long after at the latest (`step_aside`).
 YIELD_AFTER_S = 0.05
+_RETRY_S = 0.1
 
 
 class Accepting:
@@ -83,7 +84,12 @@ class Accepting:
         self._reopening = asyncio.ensure_future(self._reopen())
 
     async def _reopen(self) -> None:
-        acceptors = await self._start()
+        try:
+            acceptors = await self._start()
+        except OSError:  # out of descriptors, say: try again a moment later
+            if not self.is_closed and not self.is_held:
+                self.hold(_RETRY_S)
+            return
         self.acceptors.extend(acceptors)
         if self.is_closed or self.is_held:  # stopped or held again meanwhile
             self._close_acceptors()

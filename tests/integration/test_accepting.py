@@ -115,3 +115,26 @@ def test_a_hold_after_the_last_one_ended_holds_again() -> None:
         accepting.close()
 
     run(scenario)
+
+
+def test_a_failed_reopen_is_tried_again() -> None:
+    async def scenario(listener: socket.socket, accepted: asyncio.Queue[None]) -> None:
+        attempts: list[int] = []
+        inner = accepting_on(listener)
+
+        async def flaky() -> list[asyncio.Server]:
+            attempts.append(1)
+            if len(attempts) == 2:
+                raise OSError(24, "Too many open files")
+            return await inner._start()  # type: ignore[return-value]
+
+        accepting = Accepting(flaky)  # type: ignore[arg-type]
+        await accepting.open()
+        accepting.hold(0.05)
+        _, writer = await connect(listener)
+        await asyncio.wait_for(accepted.get(), WAIT_S)  # accepted after the retry
+        assert len(attempts) == 3
+        writer.close()
+        accepting.close()
+
+    run(scenario)
