@@ -11,15 +11,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 
 class Acceptor(Protocol):
     """What `Accepting` needs of an `asyncio.Server` or a `TLSAcceptor`: stop accepting."""
 
     def close(self) -> None:
-        """Stop accepting."""
+        """Stop accepting for good."""
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    """An acceptor that can stop accepting for a while and go on (a `TLSAcceptor`).
+
+    Closing one would drop the connections still in their TLS handshake; an
+    `asyncio.Server` keeps its accepted connections when closed, so it is closed and
+    started again instead.
+    """
+
+    def pause(self) -> None:
+        """Stop accepting for now."""
+
+    def resume(self) -> None:
+        """Accept again."""
+
+    def close(self) -> None:
+        """Stop accepting for good."""
 
 
 #: How long a worker holds back new connections for a newer generation (see `Accepting`).
@@ -40,22 +59,28 @@ class Accepting:
     backlog (shared by every generation), so a request made just after a save is answered
     by the new code, which accepts as soon as it is ready. If it is not ready in time (a
     slow import, a crash), this worker accepts again. Connections already open are served
-    as before.
+    as before, and so are those still in their TLS handshake (`Pausable`).
 
     Args:
-        start: starts accepting on every listener; returns the acceptors.
+        starts: one per listener, each starts accepting on it and returns the acceptor.
     """
 
-    def __init__(self, start: Callable[[], Awaitable[list[Acceptor]]]) -> None:
-        self._start = start
-        self.acceptors: list[Acceptor] = []
+    def __init__(self, starts: Sequence[Callable[[], Awaitable[Acceptor]]]) -> None:
+        self._starts = list(starts)
+        self._acceptors: list[Acceptor | None] = [None] * len(self._starts)
         self.is_closed = False
         self._resume: asyncio.TimerHandle | None = None
         self._reopening: asyncio.Future[None] | None = None
 
+    @property
+    def acceptors(self) -> list[Acceptor]:
+        """The acceptors that exist now (paused ones included)."""
+        return [acceptor for acceptor in self._acceptors if acceptor is not None]
+
     async def open(self) -> None:
-        """Start accepting."""
-        self.acceptors = await self._start()
+        """Start accepting on every listener."""
+        for index, start in enumerate(self._starts):
+            self._acceptors[index] = await start()
 
     def hold(self, seconds: float) -> None:
         """Accept nothing for `seconds` (from now, if already held), then accept again."""
@@ -63,7 +88,7 @@ class Accepting:
             return
         if self._resume is not None:
             self._resume.cancel()
-        self._close_acceptors()
+        self._stop_accepting()
         self._resume = asyncio.get_running_loop().call_later(seconds, self._resume_now)
 
     @property
@@ -77,27 +102,40 @@ class Accepting:
         if self._resume is not None:
             self._resume.cancel()
             self._resume = None
-        self._close_acceptors()
+        for index, acceptor in enumerate(self._acceptors):
+            if acceptor is not None:
+                acceptor.close()
+            self._acceptors[index] = None
 
     def _resume_now(self) -> None:
         self._resume = None
         self._reopening = asyncio.ensure_future(self._reopen())
 
     async def _reopen(self) -> None:
-        try:
-            acceptors = await self._start()
-        except OSError:  # out of descriptors, say: try again a moment later
-            if not self.is_closed and not self.is_held:
-                self.hold(_RETRY_S)
-            return
-        self.acceptors.extend(acceptors)
-        if self.is_closed or self.is_held:  # stopped or held again meanwhile
-            self._close_acceptors()
+        for index, start in enumerate(self._starts):
+            if self.is_closed or self.is_held:
+                break  # stopped, or held again meanwhile
+            acceptor = self._acceptors[index]
+            if isinstance(acceptor, Pausable):
+                acceptor.resume()
+            elif acceptor is None:
+                try:
+                    self._acceptors[index] = await start()
+                except OSError:  # out of descriptors, say: try again a moment later
+                    self.hold(_RETRY_S)
+                    return
+        if self.is_closed:
+            self.close()  # what was started meanwhile
+        elif self.is_held:
+            self._stop_accepting()  # what was started before the new hold waits too
 
-    def _close_acceptors(self) -> None:
-        acceptors, self.acceptors = self.acceptors, []
-        for acceptor in acceptors:
-            acceptor.close()
+    def _stop_accepting(self) -> None:
+        for index, acceptor in enumerate(self._acceptors):
+            if isinstance(acceptor, Pausable):
+                acceptor.pause()
+            elif acceptor is not None:
+                acceptor.close()
+                self._acceptors[index] = None
 
 
 def yield_cpu() -> None:

@@ -184,6 +184,7 @@ class TLSAcceptor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = -1
         self._is_serving = False
+        self._is_paused = False
         self._retry: asyncio.TimerHandle | None = None
         self._sniffing: dict[socket.socket, tuple[asyncio.TimerHandle, float]] = {}
         self._not_handed_over: set[socket.socket] = set()
@@ -198,12 +199,28 @@ class TLSAcceptor:
         self._is_serving = True
         self._loop.add_reader(self._fd, self._on_acceptable)
 
+    def pause(self) -> None:
+        """Stop accepting for now; connections already accepted go on as before (`resume`)."""
+        if self._is_serving and not self._is_paused and self._loop is not None:
+            self._is_paused = True
+            self._loop.remove_reader(self._fd)
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+
+    def resume(self) -> None:
+        """Accept again after `pause`."""
+        if self._is_paused:
+            self._is_paused = False
+            self._resume()
+
     def close(self) -> None:
         """Stop accepting and drop connections not yet handed to ``protocol_factory``."""
         if not self._is_serving or self._loop is None:
             return
         self._is_serving = False
-        self._loop.remove_reader(self._fd)
+        if not self._is_paused:
+            self._loop.remove_reader(self._fd)
         if self._retry is not None:
             self._retry.cancel()
         for conn in list(self._sniffing):
@@ -240,7 +257,7 @@ class TLSAcceptor:
 
     def _resume(self) -> None:
         self._retry = None
-        if self._is_serving and self._loop is not None:
+        if self._is_serving and not self._is_paused and self._loop is not None:
             self._loop.add_reader(self._fd, self._on_acceptable)
 
     # -- sniffing ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import ssl
@@ -174,7 +175,10 @@ class Worker:
                 graceful_timeout_s=config.graceful_s,
                 close_timeout_s=min(config.graceful_s, 5.0),
             )
-        self.accepting = accepting = Accepting(lambda: self._accept_all(loop, ctx))
+        starts = [
+            functools.partial(self._accept, loop, listener, ctx) for listener in self.listeners
+        ]
+        self.accepting = accepting = Accepting(starts)
         await accepting.open()
         self._install_signals(loop)
         urls = tuple(_display_url(listener) for listener in self.listeners)
@@ -185,11 +189,6 @@ class Worker:
         await self.stop_requested.wait()
         await self._shutdown(accepting, ctx, lifespan)
         return 0
-
-    async def _accept_all(
-        self, loop: asyncio.AbstractEventLoop, ctx: ServerContext
-    ) -> list[Acceptor]:
-        return [await self._accept(loop, listener, ctx) for listener in self.listeners]
 
     async def _accept(
         self, loop: asyncio.AbstractEventLoop, listener: Listener, ctx: ServerContext

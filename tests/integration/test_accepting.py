@@ -36,12 +36,12 @@ def run(test: Callable[[socket.socket, asyncio.Queue[None]], Awaitable[None]]) -
     asyncio.run(main())
 
 
-def accepting_on(listener: socket.socket) -> Accepting:
-    async def start() -> list[asyncio.Server]:
-        loop = asyncio.get_running_loop()
-        return [await loop.create_server(Counting, sock=listener.dup())]
+async def serve(listener: socket.socket) -> asyncio.Server:
+    return await asyncio.get_running_loop().create_server(Counting, sock=listener.dup())
 
-    return Accepting(start)  # type: ignore[arg-type]
+
+def accepting_on(listener: socket.socket) -> Accepting:
+    return Accepting([lambda: serve(listener)])
 
 
 async def connect(listener: socket.socket) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -120,15 +120,14 @@ def test_a_hold_after_the_last_one_ended_holds_again() -> None:
 def test_a_failed_reopen_is_tried_again() -> None:
     async def scenario(listener: socket.socket, accepted: asyncio.Queue[None]) -> None:
         attempts: list[int] = []
-        inner = accepting_on(listener)
 
-        async def flaky() -> list[asyncio.Server]:
+        async def flaky() -> asyncio.Server:
             attempts.append(1)
-            if len(attempts) == 2:
+            if len(attempts) == 2:  # the first reopen fails
                 raise OSError(24, "Too many open files")
-            return await inner._start()  # type: ignore[return-value]
+            return await serve(listener)
 
-        accepting = Accepting(flaky)  # type: ignore[arg-type]
+        accepting = Accepting([flaky])
         await accepting.open()
         accepting.hold(0.05)
         _, writer = await connect(listener)
@@ -136,5 +135,46 @@ def test_a_failed_reopen_is_tried_again() -> None:
         assert len(attempts) == 3
         writer.close()
         accepting.close()
+
+    run(scenario)
+
+
+class PausableAcceptor:
+    """Records what `Accepting` asks of a TLS-style acceptor."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_a_pausable_acceptor_is_paused_not_closed() -> None:
+    # Closing a TLS acceptor drops the connections still in their handshake: a hold must not.
+    async def scenario(listener: socket.socket, accepted: asyncio.Queue[None]) -> None:
+        tls = PausableAcceptor()
+        started: list[str] = []
+
+        async def start_tls() -> PausableAcceptor:
+            started.append("tls")
+            return tls
+
+        accepting = Accepting([start_tls, lambda: serve(listener)])
+        await accepting.open()
+        accepting.hold(0.05)
+        assert tls.calls == ["pause"]
+        _, writer = await connect(listener)
+        await asyncio.wait_for(accepted.get(), WAIT_S)  # the plain listener was restarted
+        assert tls.calls == ["pause", "resume"]
+        assert started == ["tls"]  # started once: resumed, not made again
+        accepting.close()
+        assert tls.calls == ["pause", "resume", "close"]
+        writer.close()
 
     run(scenario)

@@ -169,6 +169,49 @@ def test_close_stops_accepting(cert_paths: CertificatePaths) -> None:
         listener.sock.close()
 
 
+def test_pause_keeps_accepted_connections_and_resume_accepts_again(
+    cert_paths: CertificatePaths,
+) -> None:
+    """A worker stepping aside pauses its TLS acceptor: nothing accepted may be dropped."""
+    listener: Listener = bind(
+        host="127.0.0.1", port=0, uds=None, fd=None, backlog=8, scheme="https"
+    )
+    context = make_server_ssl_context(cert_paths.leaf_cert, cert_paths.leaf_key)
+    port = listener.sock.getsockname()[1]
+    request = b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    async def scenario() -> tuple[bytes, bytes, bytes]:
+        acceptor = TLSAcceptor(
+            listener.sock, asyncio.Protocol, context, head_timeout_s=HEAD_TIMEOUT_S * 4
+        )
+        acceptor.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)  # accepted and being sniffed (no first byte yet)
+        acceptor.pause()
+        writer.write(request)  # plain HTTP on a TLS port: still redirected
+        redirected = await asyncio.wait_for(reader.read(100), 2)
+        reader2, writer2 = await asyncio.open_connection("127.0.0.1", port)  # in the backlog
+        writer2.write(request)
+        try:
+            held = await asyncio.wait_for(reader2.read(100), 0.3)
+        except asyncio.TimeoutError:
+            held = b"<nothing>"
+        acceptor.resume()
+        answered = await asyncio.wait_for(reader2.read(100), 2)
+        acceptor.close()
+        writer.close()
+        writer2.close()
+        return redirected, held, answered
+
+    try:
+        redirected, held, answered = asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        listener.sock.close()
+    assert redirected.startswith(b"HTTP/1.1 307 ")
+    assert held == b"<nothing>"
+    assert answered.startswith(b"HTTP/1.1 307 ")
+
+
 @pytest.mark.parametrize(
     ("head", "location"),
     [
