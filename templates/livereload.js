@@ -142,6 +142,7 @@
     source.addEventListener("hello", function (event) {
       var data = JSON.parse(event.data);
       delay = 100;
+      document.documentElement.classList.add("devserve-connected");
       if (data.boot === boot) {
         remember(null);
         if (typeof data.seq === "number" && data.seq > seq) {
@@ -173,11 +174,13 @@
     });
     source.addEventListener("bye", function () {
       // This worker drains: the next one is ready (or starting), reconnect right away.
+      document.documentElement.classList.remove("devserve-connected");
       source.close();
       delay = Math.min(delay, 50);
       schedule();
     });
     source.onerror = function () {
+      document.documentElement.classList.remove("devserve-connected");
       source.close();
       schedule();
     };

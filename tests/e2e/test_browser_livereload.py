@@ -82,8 +82,16 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
+CONNECTED = "document.documentElement.classList.contains('devserve-connected')"
+
+
 def _probe(page: Page) -> None:
-    """Mark the current document: a reload loses the mark."""
+    """Mark the current document (a reload loses the mark), once its live stream is up.
+
+    A change announced before the stream's hello makes the page reload ("changed while the
+    page loaded"), so a test that expects an in-place swap must wait for the stream first.
+    """
+    page.wait_for(CONNECTED, True, timeout_s=10)
     page.evaluate("window.__probe = 'kept'")
 
 
