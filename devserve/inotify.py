@@ -39,7 +39,7 @@ from typing import Literal
 import watchfiles
 from watchfiles import Change
 
-RawChanges = set[tuple[Change, str]]
+from devserve.poller import RawChanges
 
 IN_MODIFY = 0x2
 IN_ATTRIB = 0x4

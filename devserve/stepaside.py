@@ -70,12 +70,7 @@ class Accepting:
         self._acceptors: list[Acceptor | None] = [None] * len(self._starts)
         self.is_closed = False
         self._resume: asyncio.TimerHandle | None = None
-        self._reopening: asyncio.Future[None] | None = None
-
-    @property
-    def acceptors(self) -> list[Acceptor]:
-        """The acceptors that exist now (paused ones included)."""
-        return [acceptor for acceptor in self._acceptors if acceptor is not None]
+        self._reopening: asyncio.Future[None] | None = None  # held: a task must be referenced
 
     async def open(self) -> None:
         """Start accepting on every listener."""

@@ -128,6 +128,16 @@ def _nice_values(pid: int) -> set[int]:
     return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
 
 
+def import_gate(release: Path) -> str:
+    """An app prelude whose import waits (20 s at most) until `release` exists."""
+    return (
+        "import time\n"
+        "_end = time.monotonic() + 20\n"
+        f"while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < _end:\n"
+        "    time.sleep(0.01)"
+    )
+
+
 def test_the_replaced_worker_yields_the_cpu_while_its_successor_imports(tmp_path: Path) -> None:
     # v1 answers with its pid and keeps a second thread; v2's import waits for a file, so
     # the moment "v2 is importing, v1 still serves" lasts as long as the test needs.
@@ -136,12 +146,7 @@ def test_the_replaced_worker_yields_the_cpu_while_its_successor_imports(tmp_path
     )
     write(tmp_path / "main.py", app_source("v1", prelude=threaded, body="str(os.getpid())"))
     release = tmp_path / "release"
-    gate = (
-        "import time\n"
-        "_end = time.monotonic() + 20\n"
-        f"while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < _end:\n"
-        "    time.sleep(0.01)"
-    )
+    gate = import_gate(release)
     with reload_server(tmp_path) as cli:
         old = int(wait_served(cli, 200, ""))
         base = os.getpriority(os.PRIO_PROCESS, cli.proc.pid)
@@ -179,12 +184,7 @@ def test_a_new_connection_during_the_import_is_answered_by_the_new_code(tmp_path
     # The old worker steps aside when the new generation starts: new connections wait in
     # the backlog (up to HOLD_S) and the new worker answers them once it is ready.
     release = tmp_path / "release"
-    gate = (
-        "import time\n"
-        "_end = time.monotonic() + 20\n"
-        f"while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < _end:\n"
-        "    time.sleep(0.01)"
-    )
+    gate = import_gate(release)
     write(tmp_path / "main.py", app_source("v1", body="str(os.getpid())"))
     with reload_server(tmp_path) as cli:
         old = int(wait_served(cli, 200, ""))

@@ -18,7 +18,8 @@ import pytest
 from watchfiles import Change
 
 from devserve import inotify
-from devserve.inotify import EventsLost, Inotify, RawChanges, inotify_changes, parse_events
+from devserve.inotify import EventsLost, Inotify, inotify_changes, parse_events
+from devserve.poller import RawChanges
 
 pytestmark = pytest.mark.skipif(not inotify.is_available(), reason="Linux only")
 
